@@ -1,0 +1,1 @@
+"""MuJoCo tabletop simulation (no rclpy)."""
