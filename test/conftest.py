@@ -1,0 +1,11 @@
+"""Test-wide environment: DDS stays on loopback, and each run gets its own DDS domain.
+
+Set before anything imports rclpy. Fast DDS would otherwise multicast discovery to
+239.255.0.1 on the machine's network interface, which these machines do not allow.
+"""
+import os
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# A domain per test process keeps concurrent runs (CI beside a developer's run) apart.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("MUJOCO_GL", "osmesa")

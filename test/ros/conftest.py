@@ -1,0 +1,29 @@
+"""Fixtures for tests that use real rclpy (Fast DDS on loopback, see test/conftest.py)."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import Executor
+
+
+@pytest.fixture
+def ros_context() -> Iterator[Context]:
+    """A private, initialised rclpy context, shut down after the test."""
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -> bool:
+    """Spin `executor` until `done()` is true or `timeout_s` passes; return done()."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.02)
+    return done()
