@@ -1,0 +1,115 @@
+"""The node's health in one DiagnosticStatus: level, a reason a person can act on, key values.
+
+Built by hand (diagnostic_updater is not on PyPI); values are strings, as DiagnosticStatus wants.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+class RollingWindow:
+    """Last N samples of one quantity, for last / p50 / p95."""
+
+    def __init__(self, size: int = 100) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(float(value))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def last(self) -> float:
+        return self._values[-1] if self._values else float("nan")
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self._values, q)) if self._values else float("nan")
+
+    def mean(self) -> float:
+        return float(np.mean(self._values)) if self._values else float("nan")
+
+
+@dataclass
+class HealthInputs:
+    """Everything the status is computed from, gathered by the node once per second."""
+
+    task_known: bool
+    image_age_s: float | None          # None: no frame yet
+    image_timeout_s: float
+    last_error: str | None             # newest input/model error, cleared by the next good inference
+    latency_budget_ms: float
+    dry_run: bool
+    enabled: bool
+    relax_bins: tuple[int, ...]
+    mode: str
+    dropped_frames: int
+    inferences: int
+    failed_inferences: int
+    commands_published: int
+    inference_rate_hz: float
+    draft_ms: RollingWindow = field(default_factory=RollingWindow)
+    verify_ms: RollingWindow = field(default_factory=RollingWindow)
+    total_ms: RollingWindow = field(default_factory=RollingWindow)
+    acceptance_length: RollingWindow = field(default_factory=RollingWindow)
+
+
+def assess(inputs: HealthInputs) -> tuple[int, str]:
+    """(level, message): the most important thing a person should know right now."""
+    if inputs.last_error:
+        return ERROR, inputs.last_error
+    if inputs.image_age_s is None:
+        return WARN, "waiting for camera"
+    if inputs.image_age_s > inputs.image_timeout_s:
+        return WARN, f"stale camera: last frame {inputs.image_age_s:.2f} s ago"
+    if not inputs.task_known:
+        return WARN, "no task: publish an instruction"
+    if len(inputs.total_ms) and inputs.total_ms.last() > inputs.latency_budget_ms:
+        return WARN, f"latency over budget: {inputs.total_ms.last():.0f} ms > {inputs.latency_budget_ms:.0f} ms"
+    if inputs.dry_run:
+        return OK, "running (dry run: no commands published)"
+    if not inputs.enabled:
+        return OK, "running (disabled: call ~/enable)"
+    return OK, "running"
+
+
+def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> DiagnosticStatus:
+    level, message = assess(inputs)
+    values = {
+        "mode": inputs.mode,
+        "relax_bins": " ".join(str(r) for r in inputs.relax_bins),
+        "draft_latency_ms_last": _fmt(inputs.draft_ms.last()),
+        "draft_latency_ms_p50": _fmt(inputs.draft_ms.percentile(50)),
+        "draft_latency_ms_p95": _fmt(inputs.draft_ms.percentile(95)),
+        "verify_latency_ms_last": _fmt(inputs.verify_ms.last()),
+        "verify_latency_ms_p50": _fmt(inputs.verify_ms.percentile(50)),
+        "verify_latency_ms_p95": _fmt(inputs.verify_ms.percentile(95)),
+        "total_latency_ms_last": _fmt(inputs.total_ms.last()),
+        "total_latency_ms_p50": _fmt(inputs.total_ms.percentile(50)),
+        "total_latency_ms_p95": _fmt(inputs.total_ms.percentile(95)),
+        "mean_acceptance_length": _fmt(inputs.acceptance_length.mean()),
+        "inference_rate_hz": _fmt(inputs.inference_rate_hz),
+        "camera_age_s": "none" if inputs.image_age_s is None else _fmt(inputs.image_age_s),
+        "dropped_frames": str(inputs.dropped_frames),
+        "inferences": str(inputs.inferences),
+        "failed_inferences": str(inputs.failed_inferences),
+        "commands_published": str(inputs.commands_published),
+        "dry_run": str(inputs.dry_run).lower(),
+        "enabled": str(inputs.enabled).lower(),
+    }
+    return DiagnosticStatus(
+        level=level,
+        name=f"{node_name}: inference",
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=v) for k, v in values.items()],
+    )
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value != value else f"{value:.3f}"

@@ -1,0 +1,315 @@
+"""specvla_node: camera + task in, end-effector deltas out at control rate.
+
+Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py, the
+publish/stop rules in safety.py, health in diagnostics.py, parameters in parameters.py.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
+
+from specvla_ros.core.config import DecoderConfig, TreeConfig
+from specvla_ros.core.decoder import ActionResult
+from specvla_ros.core.errors import SpecVLAError
+from specvla_ros.core.loading import load_decoder
+from specvla_ros.msg import DecodeStats, EndEffectorDelta
+from specvla_ros.ros import diagnostics
+from specvla_ros.ros.image_conversion import to_rgb
+from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
+from specvla_ros.ros.parameters import SPECS, check_update
+from specvla_ros.ros.safety import CommandGate, GateSettings, SafetyLimits, TimedAction
+from specvla_ros.ros.worker import InferenceWorker
+
+CAMERA_QOS = qos_profile_sensor_data
+TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+STATS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class Decoder(Protocol):
+    def decode(self, image: np.ndarray, instruction: str) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    image: Image | CompressedImage
+    task: str
+    received_s: float  # monotonic arrival time of the frame
+
+
+class SpecVLANode(Node):
+    """The Spec-VLA policy node. Pass `decoder` to use an already-built decoder (tests, demo)."""
+
+    def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
+        super().__init__("specvla_node", **node_kwargs)
+        for spec in SPECS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._lock = threading.Lock()
+        self._task: str | None = None
+        self._last_frame_s: float | None = None
+        self._last_error: str | None = None
+        self._commands_published = 0
+        self._completions: deque[float] = deque(maxlen=50)
+        self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
+        self._gate = CommandGate(self._gate_settings(), enabled=self._param("start_enabled"))
+
+        self._decoder_config = self._build_decoder_config()
+        self._decoder = decoder if decoder is not None else self._load_decoder()
+
+        self._command_pub = self.create_publisher(EndEffectorDelta, self._param("topics.command"), COMMAND_QOS)
+        self._twist_pub = (self.create_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
+                           if self._param("publish_twist") else None)
+        self._stats_pub = self.create_publisher(DecodeStats, "~/decode_stats", STATS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        if self._param("topics.compressed_image"):
+            self.create_subscription(CompressedImage, self._param("topics.compressed_image"), self._on_image,
+                                     CAMERA_QOS)
+        else:
+            self.create_subscription(Image, self._param("topics.image"), self._on_image, CAMERA_QOS)
+        self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS)
+        if self._param("topics.enable"):
+            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic, TASK_QOS)
+        self.create_service(SetBool, "~/enable", self._on_enable_service)
+
+        self._worker: InferenceWorker[InferenceRequest, ActionResult] = InferenceWorker(
+            self._infer, self._on_result, self._on_error)
+        self._control_period_s = 1.0 / self._param("control_rate_hz")
+        self.create_timer(self._control_period_s, self._on_control_tick,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(
+            f"ready: {self._decoder_config.mode} decoding, r={list(self._decoder_config.relax_bins)}, "
+            f"{1.0 / self._control_period_s:g} Hz, dry_run={self._param('dry_run')}, "
+            f"enabled={self._gate.enabled}")
+
+    # ----- start-up -------------------------------------------------------------------------
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _build_decoder_config(self) -> DecoderConfig:
+        relax = tuple(int(r) for r in self._param("decoder.relax_bins"))
+        tree = TreeConfig(
+            top_k=self._param("decoder.tree.top_k"),
+            depth=self._param("decoder.tree.depth"),
+            total_tokens=self._param("decoder.tree.total_tokens"),
+            restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"),
+        )
+        return DecoderConfig(
+            mode=self._param("decoder.mode"),
+            relax_bins=relax if len(relax) == 7 else relax[0],
+            tree=tree,
+            unnorm_key=self._param("model.unnorm_key") or None,
+        )
+
+    def _load_decoder(self) -> Decoder:
+        path = self._param("model.path")
+        if not path:
+            raise SpecVLAError("parameter model.path is empty: point it at a checkpoint folder "
+                               "(see config/arm.yaml)")
+        self.get_logger().info(f"loading model from {path} on {self._param('model.device')}")
+        return load_decoder(path, self._param("model.draft_path") or None, self._decoder_config,
+                            device=self._param("model.device"), dtype=self._param("model.dtype"))
+
+    def _gate_settings(self) -> GateSettings:
+        return GateSettings(
+            action_timeout_s=self._param("action_timeout_s"),
+            stale_action_policy=self._param("stale_action_policy"),
+            dry_run=self._param("dry_run"),
+            zero_commands_on_disable=self._param("zero_commands_on_disable"),
+            limits=SafetyLimits(
+                action_low=tuple(self._param("action_low")),
+                action_high=tuple(self._param("action_high")),
+                max_linear_speed_mps=self._param("max_linear_speed_mps"),
+                max_angular_speed_radps=self._param("max_angular_speed_radps"),
+            ),
+        )
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        updates = {p.name: p.value for p in parameters}
+        current = {spec.name: self._param(spec.name) for spec in SPECS}
+        reason = check_update(updates, current)
+        if reason:
+            self.get_logger().warning(f"refused parameter update: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        # Accepted: rclpy sets the values after this returns; apply the live ones now.
+        merged = {**current, **updates}
+        with self._lock:
+            self._gate.settings = GateSettings(
+                action_timeout_s=merged["action_timeout_s"],
+                stale_action_policy=merged["stale_action_policy"],
+                dry_run=merged["dry_run"],
+                zero_commands_on_disable=merged["zero_commands_on_disable"],
+                limits=SafetyLimits(tuple(merged["action_low"]), tuple(merged["action_high"]),
+                                    merged["max_linear_speed_mps"], merged["max_angular_speed_radps"]),
+            )
+        return SetParametersResult(successful=True)
+
+    # ----- inputs ---------------------------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._last_frame_s = now
+            task = self._task
+        if task is not None:
+            self._worker.submit(InferenceRequest(msg, task, now))
+
+    def _on_task(self, msg: String) -> None:
+        task = msg.data.strip()
+        with self._lock:
+            if not task:
+                self._task = None
+                self._gate.invalidate()
+                self._last_error = "empty task received: publish a non-empty instruction"
+                self.get_logger().warning(self._last_error)
+                return
+            if task != self._task:
+                self._gate.invalidate()  # actions decoded for the old task must not go out
+                self.get_logger().info(f"task: '{task}'")
+            self._task = task
+
+    def _on_enable_service(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._set_enabled(request.data)
+        response.success = True
+        response.message = "enabled" if request.data else "disabled: zero commands sent, then silence"
+        if self._param("dry_run"):
+            response.message += " (dry_run is true: nothing is published until it is false)"
+        return response
+
+    def _on_enable_topic(self, msg: Bool) -> None:
+        self._set_enabled(msg.data)
+
+    def _set_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            changed = enabled != self._gate.enabled
+            self._gate.set_enabled(enabled)
+        if changed:
+            self.get_logger().info("commands enabled" if enabled else "commands disabled")
+
+    # ----- inference thread -----------------------------------------------------------------
+    def _infer(self, request: InferenceRequest) -> ActionResult:
+        return self._decoder.decode(to_rgb(request.image), request.task)
+
+    def _on_result(self, request: InferenceRequest, result: ActionResult) -> None:
+        image_stamp = request.image.header.stamp
+        timed = TimedAction(action=np.asarray(result.action, dtype=float),
+                            normalized=np.asarray(result.normalized, dtype=float),
+                            bins=tuple(result.bins), frame_received_s=request.received_s,
+                            image_stamp_ns=time_to_ns(image_stamp))
+        with self._lock:
+            if request.task != self._task:
+                return  # the task changed while decoding
+            if not self._gate.offer(timed):
+                self._last_error = f"model produced a non-finite action {result.action}: not published"
+                self.get_logger().error(self._last_error)
+                return
+            self._last_error = None
+            self._completions.append(time.monotonic())
+            stats = result.stats
+            self._latency["draft"].add(stats.draft_ms)
+            self._latency["verify"].add(stats.verify_ms)
+            self._latency["total"].add(stats.total_ms)
+            self._latency["accept"].add(stats.mean_acceptance_length)
+        self._stats_pub.publish(decode_stats_msg(result, self.get_clock().now().to_msg(), image_stamp,
+                                                 request.image.header.frame_id))
+
+    def _on_error(self, request: InferenceRequest, error: BaseException, trace: str) -> None:
+        kind = "bad input" if isinstance(error, SpecVLAError) else "model error"
+        with self._lock:
+            self._last_error = f"{kind}: {error}"
+        self.get_logger().error(f"{kind}: {error}")
+        if not isinstance(error, SpecVLAError):
+            self.get_logger().debug(trace)
+
+    # ----- outputs --------------------------------------------------------------------------
+    def _on_control_tick(self) -> None:
+        with self._lock:
+            command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
+        if command is None:
+            return
+        stamp = self.get_clock().now().to_msg()
+        frame_id = self._param("frame_id")
+        self._command_pub.publish(command_msg(command, stamp, frame_id))
+        if self._twist_pub is not None:
+            self._twist_pub.publish(twist_msg(command, stamp, frame_id, self._control_period_s,
+                                              self._gate.settings.limits))
+        self._commands_published += 1
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        counters = self._worker.counters
+        with self._lock:
+            recent = [t for t in self._completions if now - t <= 5.0]
+            inputs = diagnostics.HealthInputs(
+                task_known=self._task is not None,
+                image_age_s=None if self._last_frame_s is None else now - self._last_frame_s,
+                image_timeout_s=self._param("image_timeout_s"),
+                last_error=self._last_error,
+                latency_budget_ms=self._param("latency_budget_ms"),
+                dry_run=self._gate.settings.dry_run,
+                enabled=self._gate.enabled,
+                relax_bins=self._decoder_config.relax_bins,
+                mode=self._decoder_config.mode,
+                dropped_frames=counters.dropped,
+                inferences=counters.completed,
+                failed_inferences=counters.failed,
+                commands_published=self._commands_published,
+                inference_rate_hz=len(recent) / 5.0,
+                draft_ms=self._latency["draft"], verify_ms=self._latency["verify"],
+                total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
+            )
+            status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._diag_pub.publish(array)
+
+    # ----- shutdown -------------------------------------------------------------------------
+    def destroy_node(self) -> None:
+        if not self._worker.stop(timeout_s=2.0):
+            self.get_logger().warning("inference thread still busy after 2 s; leaving it to exit")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`."""
+    rclpy.init(args=args)
+    node: SpecVLANode | None = None
+    try:
+        node = SpecVLANode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SpecVLAError as error:
+        print(f"specvla_node: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

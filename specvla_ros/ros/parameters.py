@@ -1,0 +1,139 @@
+"""The node's parameters: one table with defaults, descriptions, ranges and checks.
+
+Declared with ParameterDescriptor (so `ros2 param describe` explains each), refused on set
+when out of range or inconsistent. Model and decoder parameters are read-only: they take
+effect at start-up, where the model loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+DECODER_MODES = ("speculative", "autoregressive")
+STALE_ACTION_POLICIES = ("zero", "hold")
+DEVICES_HINT = "cpu, cuda, cuda:N"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+    length: tuple[int, ...] = ()  # allowed list lengths for array parameters
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.choices:
+            descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.length:
+            descriptor.additional_constraints = f"list of length {' or '.join(map(str, self.length))}"
+        if self.low is not None and not isinstance(self.default, list):
+            if isinstance(self.default, int) and not isinstance(self.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=0)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(self.low), to_value=float(self.high), step=0.0)]
+        return descriptor
+
+    def check(self, value: Any) -> str | None:
+        """A reason the value is refused, or None when it is fine."""
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got '{value}'"
+        if self.length:
+            if len(value) not in self.length:
+                return f"{self.name} must have {' or '.join(map(str, self.length))} entries, got {len(value)}"
+            values = list(value)
+        else:
+            values = [value]
+        if self.low is not None:
+            for item in values:
+                if not self.low <= item <= self.high:
+                    return f"{self.name} must lie in [{self.low}, {self.high}], got {item}"
+        return None
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    # model
+    ParamSpec("model.path", "", "Checkpoint folder of the VLA (config.json + safetensors).", read_only=True),
+    ParamSpec("model.draft_path", "", "Checkpoint folder of the Spec-VLA draft head; needed in speculative mode.",
+              read_only=True),
+    ParamSpec("model.device", "cpu", f"Torch device: {DEVICES_HINT}.", read_only=True),
+    ParamSpec("model.dtype", "float32", "Weights and activations dtype (bfloat16 on CUDA).", choices=DTYPES,
+              read_only=True),
+    ParamSpec("model.unnorm_key", "", "Dataset key of the action statistics in the checkpoint; empty = the only one.",
+              read_only=True),
+    # decoder
+    ParamSpec("decoder.mode", "speculative", "speculative (Spec-VLA) or autoregressive (plain greedy).",
+              choices=DECODER_MODES, read_only=True),
+    ParamSpec("decoder.relax_bins", [0], "Relaxed-acceptance threshold r in bins: one value for all 7 dimensions "
+              "or 7 values (dx dy dz droll dpitch dyaw gripper). 0 = exact (lossless).", low=0, high=254,
+              length=(1, 7), read_only=True),
+    ParamSpec("decoder.tree.top_k", 8, "Draft tree: nodes expanded per depth (EAGLE-2 top_k).", low=1, high=64,
+              read_only=True),
+    ParamSpec("decoder.tree.depth", 4, "Draft tree depth (drafted tokens per verify step, at most 6).", low=1,
+              high=6, read_only=True),
+    ParamSpec("decoder.tree.total_tokens", 50, "Draft tree: nodes kept for verification.", low=1, high=512,
+              read_only=True),
+    ParamSpec("decoder.tree.restrict_to_action_tokens", True, "Draft only among the 256 action tokens.",
+              read_only=True),
+    # topics
+    ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
+    ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "
+              "(jpeg/png) instead of topics.image.", read_only=True),
+    ParamSpec("topics.task", "/vla/instruction", "Task instruction topic (std_msgs/String).", read_only=True),
+    ParamSpec("topics.command", "~/command", "End-effector delta commands (specvla_ros/EndEffectorDelta).",
+              read_only=True),
+    ParamSpec("topics.twist", "/servo_node/delta_twist_cmds", "TwistStamped output for MoveIt Servo "
+              "(used when publish_twist is true).", read_only=True),
+    ParamSpec("topics.enable", "", "Optional std_msgs/Bool enable topic; empty = service only.", read_only=True),
+    ParamSpec("publish_twist", False, "Also publish geometry_msgs/TwistStamped (deltas / control period).",
+              read_only=True),
+    ParamSpec("frame_id", "base_link", "frame_id stamped on commands: the frame the deltas are expressed in."),
+    # rates and timeouts
+    ParamSpec("control_rate_hz", 10.0, "Rate of the command timer.", low=0.5, high=1000.0, read_only=True),
+    ParamSpec("action_timeout_s", 0.5, "An action older than this (from its camera frame's arrival) is stale.",
+              low=0.01, high=60.0),
+    ParamSpec("image_timeout_s", 1.0, "Camera silent for longer than this: diagnostics report a stale camera.",
+              low=0.01, high=60.0),
+    ParamSpec("latency_budget_ms", 500.0, "Decode latency above this: diagnostics WARN.", low=1.0, high=60000.0),
+    # safety
+    ParamSpec("dry_run", True, "Compute and report, publish nothing on command topics."),
+    ParamSpec("start_enabled", False, "Commands enabled at start-up (else call ~/enable or use topics.enable).",
+              read_only=True),
+    ParamSpec("stale_action_policy", "zero", "On a stale action: zero (stop, keep gripper) or hold (repeat the "
+              "last action; only for consumers that treat commands as targets).", choices=STALE_ACTION_POLICIES),
+    ParamSpec("zero_commands_on_disable", 3, "Zero commands published right after disabling.", low=0, high=100),
+    ParamSpec("action_low", [-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, 0.0],
+              "Per-dimension lower clamp of the action per control step (m, m, m, rad, rad, rad, gripper).",
+              low=-100.0, high=100.0, length=(7,)),
+    ParamSpec("action_high", [0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0],
+              "Per-dimension upper clamp of the action per control step (m, m, m, rad, rad, rad, gripper).",
+              low=-100.0, high=100.0, length=(7,)),
+    ParamSpec("max_linear_speed_mps", 0.25, "Twist output: cap on the linear speed norm.", low=0.0, high=10.0),
+    ParamSpec("max_angular_speed_radps", 1.0, "Twist output: cap on the angular speed norm.", low=0.0, high=20.0),
+)
+
+SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def check_update(updates: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why a set of parameter updates must be refused, or None to accept it."""
+    merged = {**current, **updates}
+    for name, value in updates.items():
+        spec = SPECS_BY_NAME.get(name)
+        if spec is None:
+            continue
+        reason = spec.check(value)
+        if reason:
+            return reason
+    low, high = merged.get("action_low"), merged.get("action_high")
+    if low is not None and high is not None and any(lo > hi for lo, hi in zip(low, high)):
+        return "action_low must not exceed action_high in any dimension"
+    return None

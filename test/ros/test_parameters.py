@@ -1,0 +1,31 @@
+"""Parameter table: defaults pass their own checks, bad values are refused with a reason."""
+from __future__ import annotations
+
+from specvla_ros.ros.parameters import SPECS, SPECS_BY_NAME, check_update
+
+
+def _defaults() -> dict:
+    return {spec.name: spec.default for spec in SPECS}
+
+
+def test_defaults_are_valid() -> None:
+    assert check_update(_defaults(), _defaults()) is None
+
+
+def test_every_parameter_is_described() -> None:
+    for spec in SPECS:
+        assert len(spec.description) > 10, spec.name
+
+
+def test_refusals_say_why() -> None:
+    current = _defaults()
+    assert "decoder.mode" in check_update({"decoder.mode": "beam"}, current)
+    assert "7" in check_update({"decoder.relax_bins": [1, 2]}, current)
+    assert "254" in check_update({"decoder.relax_bins": [300]}, current)
+    assert "action_low" in check_update({"action_low": [0.1] * 7}, current)
+    assert "stale_action_policy" in check_update({"stale_action_policy": "drift"}, current)
+
+
+def test_safety_defaults() -> None:
+    assert SPECS_BY_NAME["dry_run"].default is True
+    assert SPECS_BY_NAME["start_enabled"].default is False
