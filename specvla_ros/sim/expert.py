@@ -1,0 +1,184 @@
+"""Scripted expert: solves every task family from privileged state with a small phase machine.
+
+Each phase names a goal (TCP xyz, yaw, gripper) computed from live object poses; the action is
+the clipped error to that goal, so the expert is closed-loop (it follows a cube that slid) and
+its actions always respect the per-step limits a learned policy also has to live with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from specvla_ros.sim.action import ActionLimits
+from specvla_ros.sim.scene import SceneConfig, cube_name, plate_name
+from specvla_ros.sim.tasks import DIRECTION_SIGN, TaskSpec
+
+OPEN, CLOSED = 1.0, 0.0
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Heights (m above the table), tolerances and timings of the scripted motions."""
+
+    hover_z: float = 0.10  # above an object, before descending
+    carry_z: float = 0.13  # carrying a cube over the others
+    grasp_offset_z: float = 0.01  # TCP above the cube centre: pads clear a nearby plate
+    push_z: float = 0.024
+    push_standoff_m: float = 0.06  # TCP distance behind the cube centre before pushing
+    push_overshoot_m: float = 0.12  # push the cube this far (success needs 0.08)
+    xy_tolerance_m: float = 0.006
+    z_tolerance_m: float = 0.006
+    yaw_tolerance_rad: float = 0.05
+    close_steps: int = 4  # control steps to let the fingers close (0.4 s at 10 Hz)
+    release_steps: int = 3
+    action_noise: float = 0.0  # std of Gaussian noise on translation, as a fraction of the limit
+
+
+def _yaw_of(quat: np.ndarray) -> float:
+    w, x, y, z = quat
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def grasp_yaw(cube_yaw: float) -> float:
+    """Gripper yaw that lines the fingers up with the cube's faces (cube is symmetric every 90°)."""
+    return float((cube_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+
+class ScriptedExpert:
+    """Phase machine per task kind. Call reset() per episode, then act(state) per step."""
+
+    def __init__(
+        self,
+        scene: SceneConfig | None = None,
+        limits: ActionLimits | None = None,
+        config: ExpertConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.scene = scene or SceneConfig()
+        self.limits = limits or ActionLimits()
+        self.config = config or ExpertConfig()
+        self._rng = np.random.default_rng(seed)
+        self._task: TaskSpec | None = None
+        self.phase = "approach"
+        self._phase_steps = 0
+        self._grasp_dz = 0.0  # TCP z minus cube z once grasped, to lower the cube precisely
+        self._push_start_x = 0.0
+
+    def reset(self, task: TaskSpec, seed: int | None = None) -> None:
+        self._task = task
+        self.phase = "approach"
+        self._phase_steps = 0
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+
+    def act(self, state: dict[str, np.ndarray]) -> np.ndarray:
+        """One 7-D action (dx, dy, dz, droll, dpitch, dyaw, gripper) for the current state."""
+        if self._task is None:
+            raise RuntimeError("ScriptedExpert.reset(task) must be called before act()")
+        goal, yaw, grip = self._goal(state)
+        return self._toward(state, goal, yaw, grip)
+
+    # ------------------------------------------------------------------ phase logic
+    def _advance(self, phase: str) -> None:
+        self.phase, self._phase_steps = phase, 0
+
+    def _at(self, state: dict[str, np.ndarray], goal: np.ndarray, yaw: float | None = None) -> bool:
+        c = self.config
+        err = goal - state["ee_pos"]
+        ok = np.linalg.norm(err[:2]) < c.xy_tolerance_m and abs(err[2]) < c.z_tolerance_m
+        if yaw is not None:
+            ok = ok and abs(yaw - state["ee_euler"][2]) < c.yaw_tolerance_rad
+        return bool(ok)
+
+    def _goal(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
+        task, c = self._task, self.config
+        assert task is not None
+        self._phase_steps += 1
+        cube = state[f"{cube_name(task.cube)}_pos"]
+        if task.kind == "push":
+            return self._push_goal(state, cube)
+        cube_yaw = grasp_yaw(_yaw_of(state[f"{cube_name(task.cube)}_quat"]))
+        ee_yaw = float(state["ee_euler"][2])
+        grasp_z = cube[2] + c.grasp_offset_z
+        hover = np.array([cube[0], cube[1], grasp_z + c.hover_z])
+        if self.phase == "approach":
+            if self._at(state, hover, cube_yaw):
+                self._advance("descend")
+            return hover, cube_yaw, OPEN
+        if self.phase == "descend":
+            goal = np.array([cube[0], cube[1], grasp_z])
+            if self._at(state, goal):
+                self._advance("close")
+            return goal, cube_yaw, OPEN
+        if self.phase == "close":
+            if self._phase_steps >= c.close_steps:
+                self._grasp_dz = float(state["ee_pos"][2] - cube[2])
+                self._advance("lift")
+            return state["ee_pos"].copy(), ee_yaw, CLOSED
+        if task.kind == "pick" or self.phase == "lift":
+            lift = np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z])
+            if task.kind == "place" and state["ee_pos"][2] > c.carry_z - 0.03:
+                self._advance("carry")
+            if state["gripper"][0] < 0.15:  # the grasp missed (fingers shut on air): try again
+                self._advance("approach")
+            return lift, ee_yaw, CLOSED
+        return self._place_goal(state, cube, ee_yaw)
+
+    def _place_goal(self, state: dict[str, np.ndarray], cube: np.ndarray, ee_yaw: float) -> tuple[np.ndarray, float, float]:
+        task, c, scene = self._task, self.config, self.scene
+        assert task is not None and task.plate is not None
+        plate = state[f"{plate_name(task.plate)}_pos"]
+        if self.phase == "carry":
+            # Steer by the cube's position (it may hang off-centre in the fingers).
+            offset = state["ee_pos"][:2] - cube[:2]
+            goal = np.array([plate[0] + offset[0], plate[1] + offset[1], c.carry_z])
+            if self._at(state, goal):
+                self._advance("lower")
+            return goal, ee_yaw, CLOSED
+        if self.phase == "lower":
+            rest_z = plate[2] + scene.plate_half_height + scene.cube_half_size + 0.006
+            goal = np.array([state["ee_pos"][0], state["ee_pos"][1], rest_z + self._grasp_dz])
+            if self._at(state, goal):
+                self._advance("release")
+            return goal, ee_yaw, CLOSED
+        if self.phase == "release":
+            if self._phase_steps >= c.release_steps:
+                self._advance("retreat")
+            return state["ee_pos"].copy(), ee_yaw, OPEN
+        up = np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z])
+        return up, ee_yaw, OPEN
+
+    def _push_goal(self, state: dict[str, np.ndarray], cube: np.ndarray) -> tuple[np.ndarray, float, float]:
+        task, c = self._task, self.config
+        assert task is not None
+        sign = DIRECTION_SIGN[str(task.direction)]
+        behind = np.array([cube[0] - sign * c.push_standoff_m, cube[1], c.push_z])
+        if self.phase == "approach":
+            hover = behind + [0.0, 0.0, c.hover_z]
+            if self._at(state, hover, 0.0):
+                self._advance("descend")
+            return hover, 0.0, CLOSED
+        if self.phase == "descend":
+            if self._at(state, behind):
+                self._advance("push")
+            return behind, 0.0, CLOSED
+        # Push: aim 2 cm past the contact point, tracking the cube's y so an off-centre push is
+        # corrected, until the cube has travelled `push_overshoot_m` from where the push began.
+        if self._phase_steps == 1:
+            self._push_start_x = float(cube[0])
+        done = sign * (cube[0] - self._push_start_x) >= c.push_overshoot_m
+        contact_x = cube[0] - sign * (self.scene.cube_half_size + 0.012)
+        goal_x = state["ee_pos"][0] if done else contact_x + sign * 0.02
+        return np.array([goal_x, cube[1], c.push_z]), 0.0, CLOSED
+
+    # ------------------------------------------------------------------ action
+    def _toward(self, state: dict[str, np.ndarray], goal: np.ndarray, yaw: float, grip: float) -> np.ndarray:
+        lim = self.limits
+        delta = np.clip(goal - state["ee_pos"], -lim.max_translation_m, lim.max_translation_m)
+        if self.config.action_noise > 0:
+            noise = self._rng.normal(0.0, self.config.action_noise * lim.max_translation_m, size=3)
+            delta = np.clip(delta + noise, -lim.max_translation_m, lim.max_translation_m)
+        dyaw = float(np.clip(yaw - state["ee_euler"][2], -lim.max_rotation_rad, lim.max_rotation_rad))
+        return np.array([*delta, 0.0, 0.0, dyaw, grip])
