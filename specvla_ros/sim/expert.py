@@ -8,6 +8,7 @@ its actions always respect the per-step limits a learned policy also has to live
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -182,3 +183,23 @@ class ScriptedExpert:
             delta = np.clip(delta + noise, -lim.max_translation_m, lim.max_translation_m)
         dyaw = float(np.clip(yaw - state["ee_euler"][2], -lim.max_rotation_rad, lim.max_rotation_rad))
         return np.array([*delta, 0.0, 0.0, dyaw, grip])
+
+
+class ExpertPolicy:
+    """The scripted expert behind the harness's `Policy` interface.
+
+    It ignores the image and reads privileged state from the environment it is bound to, so the
+    harness can evaluate it like any learned policy (and skip rendering: `needs_image = False`).
+    """
+
+    needs_image = False
+
+    def __init__(self, env: Any, config: ExpertConfig | None = None) -> None:
+        self.env = env
+        self.expert = ScriptedExpert(env.config.scene, env.config.limits, config)
+
+    def reset(self) -> None:
+        self.expert.reset(self.env.task)
+
+    def __call__(self, image: np.ndarray, instruction: str) -> np.ndarray:
+        return self.expert.act(self.env.state())

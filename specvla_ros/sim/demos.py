@@ -1,0 +1,161 @@
+"""Expert demonstrations on disk: one compressed .npz per episode, deterministic by seed.
+
+    python -m specvla_ros.sim.demos --tasks pick push place --episodes 20 --out data/sim_demos
+
+Each file holds, for T steps, the observation *before* each action and the action taken:
+  images (T, H, W, 3) uint8, actions (T, 7) float32, proprio (T, 7) float32,
+  state.<key> (T, ...) float32 for every privileged state entry (object poses, gripper),
+  plus instruction, task, seed, success (0-d arrays). `manifest.json` lists all episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from specvla_ros.sim.env import EnvConfig, TabletopEnv
+from specvla_ros.sim.expert import ExpertConfig, ScriptedExpert
+from specvla_ros.sim.scene import CameraConfig, SceneConfig
+from specvla_ros.sim.tasks import TASKS
+
+
+@dataclass
+class Episode:
+    """One demonstration, step-aligned: images[t] was seen, actions[t] was taken."""
+
+    instruction: str
+    task: str
+    seed: int
+    success: bool
+    images: np.ndarray
+    actions: np.ndarray
+    proprio: np.ndarray
+    states: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def record_episode(env: TabletopEnv, expert: ScriptedExpert, seed: int, task: str) -> Episode:
+    """Roll out the expert on (seed, task) with rendering on, keeping every step."""
+    obs = env.reset(seed, task)
+    expert.reset(env.task, seed=seed)
+    images, actions, proprio = [], [], []
+    states: dict[str, list[np.ndarray]] = {k: [] for k in obs.state}
+    while True:
+        image = obs.image if obs.image is not None else env.render()
+        action = expert.act(obs.state)
+        images.append(image)
+        actions.append(action)
+        proprio.append(obs.proprio)
+        for key, value in obs.state.items():
+            states[key].append(value)
+        result = env.step(action)
+        obs = result.observation
+        if result.done:
+            break
+    return Episode(
+        instruction=obs.instruction,
+        task=task,
+        seed=seed,
+        success=result.success,
+        images=np.stack(images).astype(np.uint8),
+        actions=np.stack(actions).astype(np.float32),
+        proprio=np.stack(proprio).astype(np.float32),
+        states={k: np.stack(v).astype(np.float32) for k, v in states.items()},
+    )
+
+
+def save_episode(episode: Episode, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"state.{k}": v for k, v in episode.states.items()}
+    np.savez_compressed(
+        path,
+        images=episode.images,
+        actions=episode.actions,
+        proprio=episode.proprio,
+        instruction=np.array(episode.instruction),
+        task=np.array(episode.task),
+        seed=np.array(episode.seed),
+        success=np.array(episode.success),
+        **arrays,
+    )
+    return path
+
+
+def load_episode(path: str | Path) -> Episode:
+    with np.load(path, allow_pickle=False) as data:
+        return Episode(
+            instruction=str(data["instruction"]),
+            task=str(data["task"]),
+            seed=int(data["seed"]),
+            success=bool(data["success"]),
+            images=data["images"],
+            actions=data["actions"],
+            proprio=data["proprio"],
+            states={k.removeprefix("state."): data[k] for k in data.files if k.startswith("state.")},
+        )
+
+
+def generate_demos(
+    out_dir: str | Path,
+    tasks: Sequence[str] = tuple(TASKS),
+    episodes_per_task: int = 10,
+    seed: int = 0,
+    env_config: EnvConfig | None = None,
+    expert_config: ExpertConfig | None = None,
+    keep_failures: bool = False,
+) -> list[Path]:
+    """Write episodes `{task}_{seed:06d}.npz` (seeds seed..seed+N-1 per task) and manifest.json."""
+    out_dir = Path(out_dir)
+    config = replace(env_config or EnvConfig(), render=True)
+    written: list[Path] = []
+    manifest = []
+    with TabletopEnv(config) as env:
+        expert = ScriptedExpert(config.scene, config.limits, expert_config)
+        for task in tasks:
+            for episode_seed in range(seed, seed + episodes_per_task):
+                episode = record_episode(env, expert, episode_seed, task)
+                if not episode.success and not keep_failures:
+                    continue
+                path = save_episode(episode, out_dir / f"{task}_{episode_seed:06d}.npz")
+                written.append(path)
+                manifest.append(
+                    {"file": path.name, "task": task, "seed": episode_seed, "instruction": episode.instruction,
+                     "steps": len(episode), "success": episode.success}
+                )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m specvla_ros.sim.demos", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode of every task")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    p.add_argument("--action-noise", type=float, default=0.0, help="expert translation noise (fraction of limit)")
+    p.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
+    args = p.parse_args(argv)
+    camera = replace(CameraConfig(), height=args.image_size[0], width=args.image_size[1])
+    paths = generate_demos(
+        args.out, args.tasks, args.episodes, args.seed,
+        env_config=EnvConfig(scene=SceneConfig(camera=camera)),
+        expert_config=ExpertConfig(action_noise=args.action_noise),
+        keep_failures=args.keep_failures,
+    )
+    print(f"wrote {len(paths)} episodes to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
