@@ -1,0 +1,41 @@
+"""Demonstrations on disk: shapes, dtypes, alignment and determinism by seed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from specvla_ros.sim.demos import generate_demos, load_episode
+from specvla_ros.sim.video import save_gif
+
+
+def test_generate_and_load_demos(small_render_config, tmp_path: Path) -> None:
+    paths = generate_demos(tmp_path / "a", ["pick", "push"], 1, seed=3, env_config=small_render_config)
+    assert [p.name for p in paths] == ["pick_000003.npz", "push_000003.npz"]
+    episode = load_episode(paths[0])
+    steps = len(episode)
+    assert episode.success and episode.task == "pick" and episode.seed == 3
+    assert episode.instruction.startswith("pick up the ")
+    assert episode.images.shape == (steps, 64, 80, 3) and episode.images.dtype == np.uint8
+    assert episode.actions.shape == (steps, 7) and episode.actions.dtype == np.float32
+    assert episode.proprio.shape == (steps, 7)
+    assert episode.states["ee_pos"].shape == (steps, 3)
+    # Step-aligned: the first proprio is the reset pose, gripper open.
+    assert episode.proprio[0, 6] > 0.95
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert [m["file"] for m in manifest] == ["pick_000003.npz", "push_000003.npz"]
+
+    again = generate_demos(tmp_path / "b", ["pick"], 1, seed=3, env_config=small_render_config)
+    repeat = load_episode(again[0])
+    np.testing.assert_array_equal(repeat.actions, episode.actions)
+    np.testing.assert_array_equal(repeat.images, episode.images)
+
+
+def test_save_gif_is_small_and_animated(tmp_path: Path) -> None:
+    frames = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(10)]
+    path = save_gif(frames, tmp_path / "x.gif", every=2)
+    from PIL import Image
+
+    with Image.open(path) as gif:
+        assert gif.n_frames == 6  # every 2nd frame plus the final one
+        assert gif.size == (32, 32)
