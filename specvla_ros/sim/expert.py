@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from specvla_ros.sim.action import ActionLimits
+from specvla_ros.sim.errors import SimError
 from specvla_ros.sim.scene import SceneConfig, cube_name, plate_name
 from specvla_ros.sim.tasks import DIRECTION_SIGN, TaskSpec
 
@@ -77,7 +78,7 @@ class ScriptedExpert:
     def act(self, state: dict[str, np.ndarray]) -> np.ndarray:
         """One 7-D action (dx, dy, dz, droll, dpitch, dyaw, gripper) for the current state."""
         if self._task is None:
-            raise RuntimeError("ScriptedExpert.reset(task) must be called before act()")
+            raise SimError("call ScriptedExpert.reset(task) before act()")
         goal, yaw, grip = self._goal(state)
         return self._toward(state, goal, yaw, grip)
 
@@ -118,13 +119,14 @@ class ScriptedExpert:
                 self._grasp_dz = float(state["ee_pos"][2] - cube[2])
                 self._advance("lift")
             return state["ee_pos"].copy(), ee_yaw, CLOSED
-        if task.kind == "pick" or self.phase == "lift":
-            lift = np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z])
+        if self.phase in ("lift", "carry", "lower") and state["gripper"][0] < 0.15:
+            # Fingers shut on air: the grasp missed or the cube slipped out. Start over.
+            self._advance("approach")
+            return hover, cube_yaw, OPEN
+        if self.phase == "lift":  # a pick task stays here until the success test fires
             if task.kind == "place" and state["ee_pos"][2] > c.carry_z - 0.03:
                 self._advance("carry")
-            if state["gripper"][0] < 0.15:  # the grasp missed (fingers shut on air): try again
-                self._advance("approach")
-            return lift, ee_yaw, CLOSED
+            return np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z]), ee_yaw, CLOSED
         return self._place_goal(state, cube, ee_yaw)
 
     def _place_goal(self, state: dict[str, np.ndarray], cube: np.ndarray, ee_yaw: float) -> tuple[np.ndarray, float, float]:
