@@ -16,6 +16,7 @@ setup(
         "console_scripts": [
             "specvla = specvla_ros.cli:main",
             "specvla_node = specvla_ros.ros.node:main",
+            "specvla_sim_bridge = specvla_ros.ros.sim_bridge:main",
         ],
     },
 )

@@ -2,12 +2,12 @@
 
 Arguments left empty keep the value from params_file; any other value overrides it.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from launch import LaunchDescription
 from specvla_ros.ros.parameters import SPECS_BY_NAME
 
 # launch argument -> (node parameter, help). Read by test/ros/test_launch_files.py without launch.

@@ -129,7 +129,9 @@ class ScriptedExpert:
             return np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z]), ee_yaw, CLOSED
         return self._place_goal(state, cube, ee_yaw)
 
-    def _place_goal(self, state: dict[str, np.ndarray], cube: np.ndarray, ee_yaw: float) -> tuple[np.ndarray, float, float]:
+    def _place_goal(
+        self, state: dict[str, np.ndarray], cube: np.ndarray, ee_yaw: float
+    ) -> tuple[np.ndarray, float, float]:
         task, c, scene = self._task, self.config, self.scene
         assert task is not None and task.plate is not None
         plate = state[f"{plate_name(task.plate)}_pos"]

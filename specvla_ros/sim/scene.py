@@ -119,7 +119,8 @@ def _gripper_xml(cfg: SceneConfig) -> str:
           <joint name="ee_z" type="slide" axis="0 0 1" range="{lo[2]} {hi[2]}" armature="0.1"/>
           <inertial pos="0 0 0" mass="0.2" diaginertia="1e-3 1e-3 1e-3"/>
           <body name="hand" {body}>
-            <joint name="ee_yaw" type="hinge" axis="0 0 1" range="{-cfg.yaw_limit_rad:g} {cfg.yaw_limit_rad:g}" armature="0.005"/>
+            <joint name="ee_yaw" type="hinge" axis="0 0 1" range="{-cfg.yaw_limit_rad:g} {cfg.yaw_limit_rad:g}"
+                   armature="0.005"/>
             <site name="tcp" size="0.004" rgba="1 1 1 0"/>
             <geom name="palm" type="box" size="{opening + 2 * pad_t + 0.005:g} 0.022 0.01" pos="0 0 {palm_z + 0.01:g}"
                   rgba="0.25 0.25 0.28 1" mass="0.3"/>

@@ -56,7 +56,7 @@ def test_same_seed_same_episode(small_render_config) -> None:
         run_a = _rollout(env_a, 3, actions)
         run_b = _rollout(env_b, 3, actions)
         run_c = _rollout(env_a, 3, actions)  # same instance, reset again
-    for a, b, c in zip(run_a, run_b, run_c):
+    for a, b, c in zip(run_a, run_b, run_c, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
 

@@ -84,7 +84,8 @@ def test_cli_with_expert_writes_json_markdown_and_gif(tmp_path: Path, capsys) ->
     assert report["meta"]["policy"] == "expert" and report["meta"]["episodes_per_task"] == 2
     for task in ("pick", "place"):
         summary = report["tasks"][task]
-        assert summary["episodes"] == 2 and 0.0 <= summary["ci95"][0] <= summary["success_rate"] <= summary["ci95"][1] <= 1.0
+        assert summary["episodes"] == 2
+        assert 0.0 <= summary["ci95"][0] <= summary["success_rate"] <= summary["ci95"][1] <= 1.0
         assert summary["decode_latency_ms"] is None  # the expert reports no decode stats
     assert report["overall"]["successes"] == 4
     assert len(report["episodes"]) == 4 and {"instruction", "success", "steps", "seed"} <= set(report["episodes"][0])

@@ -43,7 +43,8 @@ def test_registry_has_three_families_with_step_budgets() -> None:
 def test_instruction_round_trips_through_the_parser(spec: TaskSpec, text: str) -> None:
     assert spec.instruction == text
     parsed = parse_instruction(f"  {text.capitalize()}. ")
-    assert (parsed.kind, parsed.cube, parsed.plate, parsed.direction) == (spec.kind, spec.cube, spec.plate, spec.direction)
+    parsed_fields = (parsed.kind, parsed.cube, parsed.plate, parsed.direction)
+    assert parsed_fields == (spec.kind, spec.cube, spec.plate, spec.direction)
     assert resolve_task(text, np.random.default_rng(0), SCENE).instruction == text
 
 
