@@ -1,0 +1,88 @@
+"""Dataclass configs for the tiny VLA, the draft tree and the decoder, validated on construction."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
+from specvla_ros.core.errors import ConfigError
+
+DecoderMode = Literal["autoregressive", "speculative"]
+MAX_RELAX_BINS = 254
+
+
+@dataclass(frozen=True)
+class TinyVLAConfig:
+    """A small OpenVLA-shaped model: patch encoder -> projector -> Llama with action tokens on top."""
+
+    image_size: int = 64
+    patch_size: int = 16
+    vision_dim: int = 64
+    vision_layers: int = 1
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    vocab_size: int = 640          # byte tokens (0..258) + unused + 256 action tokens at the top
+    n_action_bins: int = 256
+    max_position_embeddings: int = 512
+    init_std: float = 0.1          # weight init scale; large enough that a random model reacts to its inputs
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ConfigError("hidden_size must divide into num_heads, and num_heads into num_kv_heads")
+        if self.vocab_size < 259 + self.n_action_bins:
+            raise ConfigError(f"vocab_size {self.vocab_size} leaves no room for 259 byte tokens and "
+                              f"{self.n_action_bins} action tokens")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TreeConfig:
+    """EAGLE-2 dynamic draft tree. chain=True drafts a single path of `depth` tokens."""
+
+    top_k: int = 8
+    depth: int = 4
+    total_tokens: int = 50
+    chain: bool = False
+    restrict_to_action_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.depth <= N_ACTION_DIMS - 1:
+            raise ConfigError(f"tree depth must be 1..{N_ACTION_DIMS - 1} (7 action tokens, the first comes "
+                              f"from prefill), got {self.depth}")
+        if self.top_k < 1 or self.total_tokens < 1:
+            raise ConfigError(f"top_k and total_tokens must be >= 1, got {self.top_k} and {self.total_tokens}")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """How to decode: plain greedy, or Spec-VLA with per-dimension relaxation thresholds (bins)."""
+
+    mode: DecoderMode = "speculative"
+    relax_bins: tuple[int, ...] | int = 0
+    tree: TreeConfig = field(default_factory=TreeConfig)
+    unnorm_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("autoregressive", "speculative"):
+            raise ConfigError(f"decoder mode must be 'autoregressive' or 'speculative', got '{self.mode}'")
+        relax = self.relax_bins
+        if isinstance(relax, int):
+            relax = (relax,) * N_ACTION_DIMS
+        relax = tuple(int(r) for r in relax)
+        if len(relax) != N_ACTION_DIMS:
+            raise ConfigError(f"relax_bins needs one value or {N_ACTION_DIMS} (one per action dimension), "
+                              f"got {len(relax)}")
+        if any(not 0 <= r <= MAX_RELAX_BINS for r in relax):
+            raise ConfigError(f"relax_bins values must lie in 0..{MAX_RELAX_BINS}, got {list(relax)}")
+        object.__setattr__(self, "relax_bins", relax)

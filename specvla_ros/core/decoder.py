@@ -1,0 +1,206 @@
+"""Decoders: plain greedy (the reference) and Spec-VLA speculative decoding.
+
+Both return an ActionResult with the same statistics. One speculative step (see docs/decoding.md):
+draft a tree below the newest target token (the root), verify root + tree in one target forward,
+accept the longest path the acceptance rule allows, emit it plus the target's own next token
+(the bonus), and keep only that path in both KV caches.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from specvla_ros.core.acceptance import accept_relaxed, longest_accepted_path
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, NormStats
+from specvla_ros.core.backbone import Backbone, causal_mask, keep_cache_entries
+from specvla_ros.core.config import DecoderConfig
+from specvla_ros.core.draft_head import DraftHead
+from specvla_ros.core.draft_tree import build_tree
+from specvla_ros.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """Timings (ms) and work of one decode.
+
+    target_forward_passes counts the prefill. accepted_per_step: drafted tokens accepted at each
+    verify step (bonus excluded). mean_acceptance_length: tokens produced per verify step, bonus
+    included (EAGLE's tau); 1.0 for autoregressive decoding.
+    """
+
+    mode: str
+    prefill_ms: float
+    draft_ms: float
+    verify_ms: float
+    total_ms: float
+    target_forward_passes: int
+    accepted_per_step: tuple[int, ...]
+    mean_acceptance_length: float
+    relax_bins: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: np.ndarray          # (7,) un-normalized
+    normalized: np.ndarray      # (7,) in [-1, 1]
+    token_ids: tuple[int, ...]  # (7,)
+    bins: tuple[int, ...]       # (7,)
+    stats: DecodeStats
+
+
+class Stopwatch:
+    """Accumulates milliseconds per phase; synchronizes CUDA so GPU time is counted where it is spent."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.totals: dict[str, float] = {}
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def phase(self, name: str) -> "_Phase":
+        return _Phase(self, name)
+
+
+@dataclass
+class _Phase:
+    watch: Stopwatch
+    name: str
+    start: float = field(default=0.0)
+
+    def __enter__(self) -> None:
+        self.start = self.watch._now()
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = 1000.0 * (self.watch._now() - self.start)
+        self.watch.totals[self.name] = self.watch.totals.get(self.name, 0.0) + elapsed
+
+
+class _DecoderBase:
+    def __init__(self, backbone: Backbone, config: DecoderConfig) -> None:
+        self.backbone = backbone
+        self.config = config
+        self.norm_stats = NormStats.from_checkpoint(backbone.norm_stats, config.unnorm_key)
+
+    def _result(self, tokens: list[int], watch: Stopwatch, start: float, forwards: int,
+                accepted: tuple[int, ...]) -> ActionResult:
+        tokenizer = self.backbone.action_tokenizer
+        token_array = np.asarray(tokens[:N_ACTION_DIMS])
+        normalized = tokenizer.decode(token_array)
+        steps = len(accepted)
+        stats = DecodeStats(
+            mode=self.config.mode,
+            prefill_ms=watch.totals.get("prefill", 0.0),
+            draft_ms=watch.totals.get("draft", 0.0),
+            verify_ms=watch.totals.get("verify", 0.0),
+            total_ms=1000.0 * (watch._now() - start),
+            target_forward_passes=forwards,
+            accepted_per_step=accepted,
+            mean_acceptance_length=(sum(accepted) + steps) / steps if steps else 1.0,
+            relax_bins=self.config.relax_bins,
+        )
+        return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
+                            token_ids=tuple(int(t) for t in token_array),
+                            bins=tuple(int(b) for b in tokenizer.token_to_bin(token_array)), stats=stats)
+
+
+class AutoregressiveDecoder(_DecoderBase):
+    """Greedy decoding, one target forward per token, with a KV cache: the reference and baseline."""
+
+    @torch.inference_mode()
+    def decode(self, image: np.ndarray, instruction: str) -> ActionResult:
+        model = self.backbone
+        watch = Stopwatch(model.device)
+        start = watch._now()
+        with watch.phase("prefill"):
+            prefill = model.prefill(image, instruction)
+            token = int(prefill.logits_last.argmax())
+        tokens = [token]
+        position = prefill.prefix_len
+        one = causal_mask(1, model.device)
+        with watch.phase("verify"):
+            while len(tokens) < N_ACTION_DIMS:
+                ids = torch.tensor([tokens[-1]], device=model.device)
+                logits, _ = model.forward(prefill.cache, ids, torch.tensor([position], device=model.device), one)
+                tokens.append(int(logits[0].argmax()))
+                position += 1
+        return self._result(tokens, watch, start, forwards=N_ACTION_DIMS, accepted=())
+
+
+class SpeculativeDecoder(_DecoderBase):
+    """Spec-VLA: EAGLE-2 draft tree + one verifying forward per step + relaxed acceptance."""
+
+    def __init__(self, backbone: Backbone, draft_head: DraftHead, config: DecoderConfig) -> None:
+        super().__init__(backbone, config)
+        self.draft_head = draft_head
+        self._relax = torch.tensor(config.relax_bins, device=backbone.device)
+
+    @torch.inference_mode()
+    def decode(self, image: np.ndarray, instruction: str) -> ActionResult:
+        model, head = self.backbone, self.draft_head
+        device = model.device
+        watch = Stopwatch(device)
+        start = watch._now()
+        with watch.phase("prefill"):
+            prefill = model.prefill(image, instruction)
+            root = int(prefill.logits_last.argmax())
+        tokens = [root]
+        target_cache = prefill.cache
+        root_position = prefill.prefix_len
+        # Draft head catch-up pairs: (target feature i, input embedding i + 1), then the root's pair.
+        pair_features = prefill.hidden
+        pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(torch.tensor([root], device=device))])
+        pair_start = 0
+        draft_cache = type(target_cache)()
+        accepted_per_step: list[int] = []
+        forwards = 1
+
+        while len(tokens) < N_ACTION_DIMS:
+            with watch.phase("draft"):
+                positions = torch.arange(pair_start, pair_start + pair_features.shape[0], device=device)
+                predicted = head(draft_cache, pair_embeds, pair_features, positions)
+                committed = draft_cache.get_seq_length()
+                tree = build_tree(head, draft_cache, predicted[-1], root_position,
+                                  N_ACTION_DIMS - len(tokens), self.config.tree, model.action_tokenizer)
+            with watch.phase("verify"):
+                ids = torch.cat([torch.tensor([root], device=device), tree.tokens])
+                logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
+                                               tree.attention_mask())
+                forwards += 1
+                target_next = logits.argmax(dim=-1)
+                parents = tree.parents.tolist()
+                parent_rows = torch.tensor([p + 1 for p in parents], dtype=torch.long, device=device)
+                dims = (len(tokens) - 1 + tree.depths).clamp(max=N_ACTION_DIMS - 1)
+                accepted = accept_relaxed(tree.tokens, target_next[parent_rows], self._relax[dims],
+                                          model.action_tokenizer)
+                path = longest_accepted_path(parents, tree.depths.tolist(), accepted.tolist())
+                rows = [0] + [node + 1 for node in path]
+                keep_cache_entries(target_cache, root_position,
+                                   root_position + torch.tensor(rows, dtype=torch.long, device=device))
+            path_tokens = [int(tree.tokens[node]) for node in path]
+            bonus = int(target_next[rows[-1]])
+            tokens += path_tokens + [bonus]
+            accepted_per_step.append(len(path))
+            keep_cache_entries(draft_cache, committed)
+            # Next catch-up pairs: target features of root and path, each with the following token.
+            pair_features = hidden[rows]
+            pair_embeds = model.embed_tokens(torch.tensor(path_tokens + [bonus], device=device))
+            pair_start = root_position
+            root, root_position = bonus, root_position + len(rows)
+
+        return self._result(tokens, watch, start, forwards=forwards, accepted=tuple(accepted_per_step))
+
+
+def build_decoder(backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig
+                  ) -> AutoregressiveDecoder | SpeculativeDecoder:
+    if config.mode == "autoregressive":
+        return AutoregressiveDecoder(backbone, config)
+    if draft_head is None:
+        raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
+                          "decoder.mode autoregressive)")
+    return SpeculativeDecoder(backbone, draft_head, config)

@@ -1,0 +1,28 @@
+"""Configs refuse bad values with typed errors."""
+from __future__ import annotations
+
+import pytest
+
+from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
+from specvla_ros.core.errors import ConfigError
+
+
+def test_relax_bins_broadcast_and_validated() -> None:
+    assert DecoderConfig(relax_bins=3).relax_bins == (3,) * 7
+    assert DecoderConfig(relax_bins=(1, 1, 1, 2, 2, 2, 0)).relax_bins == (1, 1, 1, 2, 2, 2, 0)
+    with pytest.raises(ConfigError, match="one value or 7"):
+        DecoderConfig(relax_bins=(1, 2))
+    with pytest.raises(ConfigError, match="0..254"):
+        DecoderConfig(relax_bins=-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DecoderConfig(mode="beam"),
+    lambda: TreeConfig(depth=7),
+    lambda: TreeConfig(top_k=0),
+    lambda: TinyVLAConfig(image_size=30, patch_size=16),
+    lambda: TinyVLAConfig(vocab_size=300),
+])
+def test_bad_values_raise_config_error(make) -> None:
+    with pytest.raises(ConfigError):
+        make()
