@@ -65,7 +65,7 @@ class SpecVLANode(Node):
 
         self._lock = threading.Lock()
         self._task: str | None = None
-        self._last_frame_s: float | None = None
+        self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
         self._last_error: str | None = None
         self._commands_published = 0
         self._completions: deque[float] = deque(maxlen=50)
@@ -166,12 +166,11 @@ class SpecVLANode(Node):
 
     # ----- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        now = time.monotonic()
         with self._lock:
-            self._last_frame_s = now
+            self._last_frame = InferenceRequest(msg, self._task or "", time.monotonic())
             task = self._task
         if task is not None:
-            self._worker.submit(InferenceRequest(msg, task, now))
+            self._worker.submit(self._last_frame)
 
     def _on_task(self, msg: String) -> None:
         task = msg.data.strip()
@@ -182,10 +181,15 @@ class SpecVLANode(Node):
                 self._last_error = "empty task received: publish a non-empty instruction"
                 self.get_logger().warning(self._last_error)
                 return
-            if task != self._task:
-                self._gate.invalidate()  # actions decoded for the old task must not go out
-                self.get_logger().info(f"task: '{task}'")
+            if task == self._task:
+                return
+            self._gate.invalidate()  # actions decoded for the old task must not go out
             self._task = task
+            frame = self._last_frame
+        self.get_logger().info(f"task: '{task}'")
+        if frame is not None and time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
+            # Answer the new task from the newest frame now, not one camera period later.
+            self._worker.submit(InferenceRequest(frame.image, task, frame.received_s))
 
     def _on_enable_service(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._set_enabled(request.data)
@@ -261,7 +265,7 @@ class SpecVLANode(Node):
             recent = [t for t in self._completions if now - t <= 5.0]
             inputs = diagnostics.HealthInputs(
                 task_known=self._task is not None,
-                image_age_s=None if self._last_frame_s is None else now - self._last_frame_s,
+                image_age_s=None if self._last_frame is None else now - self._last_frame.received_s,
                 image_timeout_s=self._param("image_timeout_s"),
                 last_error=self._last_error,
                 latency_budget_ms=self._param("latency_budget_ms"),

@@ -134,6 +134,6 @@ def check_update(updates: dict[str, Any], current: dict[str, Any]) -> str | None
         if reason:
             return reason
     low, high = merged.get("action_low"), merged.get("action_high")
-    if low is not None and high is not None and any(lo > hi for lo, hi in zip(low, high)):
+    if low is not None and high is not None and any(lo > hi for lo, hi in zip(low, high, strict=True)):
         return "action_low must not exceed action_high in any dimension"
     return None

@@ -14,8 +14,7 @@ from specvla_ros.core.errors import CheckpointError, ConfigError, InputError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.core.text_tokenizer import SPACE_ID, ByteTokenizer
 from specvla_ros.core.tiny_vla import TinyVLA
-
-from .conftest import SMALL, make_pair, observations
+from test.models import SMALL, make_pair, observations
 
 IMAGE, TASK = observations(0, 1)[0]
 

@@ -9,8 +9,7 @@ import torch
 from specvla_ros.core.acceptance import accept_relaxed, longest_accepted_path
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import build_decoder
-
-from .conftest import make_pair, observations
+from test.models import make_pair, observations
 
 TREES = [TreeConfig(), TreeConfig(top_k=2, depth=6, total_tokens=12), TreeConfig(top_k=10, depth=6, total_tokens=80),
          TreeConfig(top_k=4, depth=1), TreeConfig(chain=True, depth=3),

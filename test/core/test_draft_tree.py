@@ -7,8 +7,7 @@ from transformers import DynamicCache
 
 from specvla_ros.core.config import TreeConfig
 from specvla_ros.core.draft_tree import DraftTree, build_tree
-
-from .conftest import make_pair, observations
+from test.models import make_pair, observations
 
 
 def _tree(config: TreeConfig, max_depth: int = 6, seed: int = 0) -> DraftTree:

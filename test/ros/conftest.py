@@ -27,3 +27,14 @@ def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -
     while not done() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.02)
     return done()
+
+
+@pytest.fixture(scope="session")
+def spec_decoder():
+    """Spec-VLA decoder (r = 0) over a real tiny VLA and a draft head trained against it."""
+    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.decoder import build_decoder
+    from test.models import make_pair
+
+    target, head = make_pair(0, train_steps=60)
+    return build_decoder(target, head, DecoderConfig(relax_bins=0))

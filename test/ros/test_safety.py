@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specvla_ros.ros.safety import (CommandGate, GateSettings, SafetyLimits, Source, TimedAction, clamp_action,
-                                    to_velocity)
+from specvla_ros.ros.safety import (
+    CommandGate,
+    GateSettings,
+    SafetyLimits,
+    Source,
+    TimedAction,
+    clamp_action,
+    to_velocity,
+)
 
 
 def _action(values, received_s=0.0) -> TimedAction:

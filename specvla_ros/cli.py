@@ -1,0 +1,60 @@
+"""`specvla <verb>`: the package's command-line tool.
+
+Each verb imports its machinery lazily, so `specvla --help` is instant and a verb that needs no
+ROS (or no torch) does not load it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _node(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.ros.node import main as node_main
+
+    return node_main(["specvla_node", *rest])
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.ros.demo import run_demo
+
+    return run_demo(seconds=args.seconds, relax_bins=args.relax_bins, mode=args.mode, max_steps=args.max_steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specvla",
+        description="Spec-VLA speculative decoding for Vision-Language-Action policies, as a ROS 2 node.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    node = verbs.add_parser(
+        "node", help="run specvla_node (same as the specvla_node executable)",
+        description="Run specvla_node. Everything after `node` goes to ROS, e.g. "
+                    "`specvla node --ros-args --params-file config/arm.yaml -p model.path:=/models/vla`.",
+        add_help=False)
+    node.set_defaults(run=_node)
+
+    demo = verbs.add_parser(
+        "demo", help="the main job on the embedded default (what `make demo` runs)",
+        description="Start the node on the embedded default model with a camera and a task over real "
+                    "DDS topics (loopback), print live decode statistics and a summary.")
+    demo.add_argument("--seconds", type=float, default=60.0, help="time limit (default 60)")
+    demo.add_argument("--max-steps", type=int, default=40, help="control steps per episode (default 40)")
+    demo.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
+    demo.add_argument("--relax-bins", type=int, default=3, metavar="R",
+                      help="relaxed acceptance threshold in bins for all dimensions (default 3; 0 = lossless)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, rest = build_parser().parse_known_args(argv)
+    if rest and args.verb != "node":
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    return args.run(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
