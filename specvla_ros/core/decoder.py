@@ -18,7 +18,7 @@ from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, NormStats
 from specvla_ros.core.backbone import Backbone, causal_mask, keep_cache_entries
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.draft_tree import build_tree
+from specvla_ros.core.draft_tree import DraftTree, build_tree
 from specvla_ros.core.errors import ConfigError
 
 
@@ -49,6 +49,19 @@ class ActionResult:
     token_ids: tuple[int, ...]  # (7,)
     bins: tuple[int, ...]       # (7,)
     stats: DecodeStats
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """One speculative step, for explanations and debugging: the tree, the target's token at every
+    node (row 0 = the root), which drafted nodes the rule accepted, and the accepted path."""
+
+    root: int
+    tree: DraftTree
+    target_tokens: torch.Tensor
+    accepted: torch.Tensor
+    path: list[int]
+    bonus: int
 
 
 class Stopwatch:
@@ -141,7 +154,8 @@ class SpeculativeDecoder(_DecoderBase):
         self._relax = torch.tensor(config.relax_bins, device=backbone.device)
 
     @torch.inference_mode()
-    def decode(self, image: np.ndarray, instruction: str) -> ActionResult:
+    def decode(self, image: np.ndarray, instruction: str, trace: list[StepTrace] | None = None) -> ActionResult:
+        """Decode one action; pass a list as `trace` to receive a StepTrace per verify step."""
         model, head = self.backbone, self.draft_head
         device = model.device
         watch = Stopwatch(device)
@@ -184,6 +198,8 @@ class SpeculativeDecoder(_DecoderBase):
                                    root_position + torch.tensor(rows, dtype=torch.long, device=device))
             path_tokens = [int(tree.tokens[node]) for node in path]
             bonus = int(target_next[rows[-1]])
+            if trace is not None:
+                trace.append(StepTrace(root, tree, target_next, accepted, path, bonus))
             tokens += path_tokens + [bonus]
             accepted_per_step.append(len(path))
             keep_cache_entries(draft_cache, committed)
