@@ -21,6 +21,12 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(seconds=args.seconds, relax_bins=args.relax_bins, mode=args.mode, max_steps=args.max_steps)
 
 
+def _sim_eval(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.sim_eval import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specvla",
@@ -45,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--relax-bins", type=int, default=3, metavar="R",
                       help="relaxed acceptance threshold in bins for all dimensions (default 3; 0 = lossless)")
     demo.set_defaults(run=_demo)
+
+    sim_eval = verbs.add_parser(
+        "sim-eval", help="success rate of a policy in the simulated tabletop (in process or through ROS)",
+        description="Run N seeded episodes per task with the VLA (AR or Spec-VLA at a chosen r) or the "
+                    "scripted expert; write results.json and results.md (success rate with 95%% CI, "
+                    "episode length, decode latency, acceptance length).")
+    from specvla_ros.sim_eval import add_arguments
+
+    add_arguments(sim_eval)
+    sim_eval.set_defaults(run=_sim_eval)
     return parser
 
 
