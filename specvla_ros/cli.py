@@ -27,6 +27,18 @@ def _sim_eval(args: argparse.Namespace, rest: list[str]) -> int:
     return run(args)
 
 
+def _train_vla(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.training.runs import run_train_vla
+
+    return run_train_vla(args)
+
+
+def _train_draft(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.training.runs import run_train_draft
+
+    return run_train_draft(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specvla",
@@ -61,6 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sim_eval)
     sim_eval.set_defaults(run=_sim_eval)
+
+    from specvla_ros.training.runs import add_train_draft_arguments, add_train_vla_arguments
+
+    train_vla = verbs.add_parser(
+        "train-vla", help="behaviour-clone a tiny VLA on simulation demonstrations",
+        description="Train the tiny VLA (cross-entropy on the 7 action tokens) on demonstrations from "
+                    "`python -m specvla_ros.sim.demos`; action statistics are computed from the data and "
+                    "stored with the checkpoint; writes report.json and curve.png beside it.")
+    add_train_vla_arguments(train_vla)
+    train_vla.set_defaults(run=_train_vla)
+
+    train_draft = verbs.add_parser(
+        "train-draft", help="train a Spec-VLA draft head against a target VLA",
+        description="Collect the target's own greedy outputs and features on the observations, train an "
+                    "EAGLE-style draft head (smooth-L1 feature + 0.1 soft cross-entropy), evaluate held-out "
+                    "acceptance length at r = 0 and --relax-bins, checkpoint after every evaluation.")
+    add_train_draft_arguments(train_draft)
+    train_draft.set_defaults(run=_train_draft)
     return parser
 
 

@@ -49,8 +49,12 @@ class PatchEncoder(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, config.vision_layers, enable_nested_tensor=False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.forward_batch(pixels)[0]
+
+    def forward_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, P, vision_dim)."""
         patches = self.patchify(pixels).flatten(2).transpose(1, 2) + self.position
-        return self.blocks(patches)[0]
+        return self.blocks(patches)
 
 
 class TinyVLA(nn.Module):

@@ -84,11 +84,14 @@ def _pair_loss(head: DraftHead, sequence: TargetSequence, noise: float, feature_
 
 def train_draft_head(head: DraftHead, sequences: Iterable[TargetSequence], steps: int, lr: float = 3e-3,
                      seed: int = 0, noise: float = 0.2, feature_weight: float = 1.0,
-                     token_weight: float = 0.1) -> list[float]:
-    """Adam over the head's own weights (shared embedding / LM head stay frozen); returns losses."""
+                     token_weight: float = 0.1, optimizer: torch.optim.Optimizer | None = None) -> list[float]:
+    """AdamW over the head's own weights (shared embedding / LM head stay frozen); returns losses.
+
+    Pass the same `optimizer` to continue a run in several calls (e.g. between evaluations).
+    """
     sequences = list(sequences)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = optimizer or torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
     shared = [head.embed_tokens.weight, head.lm_head.weight]
     was_trainable = [p.requires_grad for p in shared]
     for parameter in shared:

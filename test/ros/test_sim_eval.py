@@ -29,3 +29,10 @@ def test_sim_eval_cli_writes_report(tmp_path, monkeypatch) -> None:
     assert report["meta"]["policy"] == "speculative r=2"
     assert report["overall"]["episodes"] == 1 and report["episodes"][0]["steps"] == 3
     assert (out / "results.md").read_text().count("| pick |") == 1
+
+
+def test_cli_task_list_matches_the_simulator() -> None:
+    from specvla_ros import sim_eval
+    from specvla_ros.sim.tasks import TASKS
+
+    assert tuple(sim_eval.TASKS) == tuple(TASKS)

@@ -1,0 +1,122 @@
+"""The `specvla train-vla` and `specvla train-draft` commands: data in, checkpoint + report out.
+
+Heavy imports (torch, the simulator) happen inside the run functions so `specvla --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+
+def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demos", type=Path, required=True, help="folder of simulation demonstrations (*.npz)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--patch-size", type=int, default=8)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--max-episodes", type=int, default=None)
+
+
+def run_train_vla(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from specvla_ros.core.config import TinyVLAConfig
+    from specvla_ros.core.tiny_vla import TinyVLA
+    from specvla_ros.training.datasets import action_norm_stats, load_demo_folder
+    from specvla_ros.training.report import write_report
+    from specvla_ros.training.vla_trainer import VLATrainConfig, train_vla
+
+    started = time.monotonic()
+    data = load_demo_folder(args.demos, args.max_episodes)
+    stats = action_norm_stats(data.actions, "tabletop")
+    config = TinyVLAConfig(image_size=args.image_size, patch_size=args.patch_size, vision_dim=args.hidden_size,
+                           vision_layers=2, hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,
+                           num_layers=args.layers, num_heads=4, num_kv_heads=4, init_std=0.02)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = TinyVLA(config, stats)
+    print(f"{len(data)} frames from {int(data.episode_index.max()) + 1} episodes; "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    losses = train_vla(model, data, train_config)
+    model.save(args.out)
+    report = {"command": "train-vla", "demos": str(args.demos), "frames": len(data),
+              "episodes": int(data.episode_index.max()) + 1, "config": config.to_dict(),
+              "train": vars(train_config), "wall_s": round(time.monotonic() - started, 1),
+              "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    write_report(args.out, report, losses, title="tiny VLA: action-token cross-entropy")
+    print(f"wrote {args.out} (final loss {np.mean(losses[-50:]):.3f}, {report['wall_s']} s)")
+    return 0
+
+
+def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=Path, required=True, help="target VLA checkpoint folder")
+    parser.add_argument("--demos", type=Path, required=True,
+                        help="observations: a folder of simulation demonstrations (*.npz)")
+    parser.add_argument("--out", type=Path, required=True, help="draft head checkpoint folder to write")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--frames", type=int, default=400, help="observations to collect target sequences from")
+    parser.add_argument("--held-out", type=int, default=40, help="observations kept out for evaluation")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--relax-bins", type=int, default=3, help="r evaluated beside r = 0")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_train_draft(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.decoder import build_decoder
+    from specvla_ros.core.draft_head import DraftHead
+    from specvla_ros.core.loading import load_backbone
+    from specvla_ros.training.datasets import load_demo_folder
+    from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
+    from specvla_ros.training.report import write_report
+
+    started = time.monotonic()
+    target = load_backbone(args.target)
+    data = load_demo_folder(args.demos)
+    rng = np.random.default_rng(args.seed)
+    picked = rng.choice(len(data), size=min(len(data), args.frames + args.held_out), replace=False)
+    train_idx, eval_idx = picked[args.held_out:], picked[: args.held_out]
+    sequences = [collect_sequence(target, data.images[i], data.instructions[i]) for i in train_idx]
+    print(f"collected {len(sequences)} target sequences ({time.monotonic() - started:.0f} s)")
+    head = DraftHead.random(target, args.seed)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.0)
+    evaluations: list[dict] = []
+    losses: list[float] = []
+
+    def evaluate(step: int) -> None:
+        row = {"step": step}
+        for relax in (0, args.relax_bins):
+            decoder = build_decoder(target, head, DecoderConfig(relax_bins=relax))
+            row[f"acceptance_length_r{relax}"] = float(np.mean(
+                [decoder.decode(data.images[i], data.instructions[i]).stats.mean_acceptance_length
+                 for i in eval_idx]))
+        evaluations.append(row)
+        print(f"step {step}: loss {np.mean(losses[-50:]) if losses else float('nan'):.3f}, held-out acceptance "
+              + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in row.items() if k != "step"))
+
+    evaluate(0)
+    for start in range(0, args.steps, args.eval_every):
+        chunk = min(args.eval_every, args.steps - start)
+        losses += train_draft_head(head, sequences[start % len(sequences):] + sequences[:start % len(sequences)],
+                                   steps=chunk, seed=args.seed + start, optimizer=optimizer)
+        evaluate(start + chunk)
+        head.save(args.out)
+    report = {"command": "train-draft", "target": str(args.target), "demos": str(args.demos),
+              "train_frames": len(train_idx), "held_out_frames": len(eval_idx), "steps": args.steps,
+              "wall_s": round(time.monotonic() - started, 1)}
+    write_report(args.out, report, losses, evaluations, title="draft head: EAGLE loss")
+    print(f"wrote {args.out} ({report['wall_s']} s)")
+    return 0

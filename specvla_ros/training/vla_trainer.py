@@ -1,0 +1,98 @@
+"""Behaviour cloning of the tiny VLA on demonstrations: cross-entropy on the 7 action tokens.
+
+Teacher-forced exactly as decoding reads the sequence: [BOS][patches][prompt][a1..a7], loss on
+the positions that predict a1..a7. Action statistics come from the data (q01/q99, gripper raw)
+and are stored with the checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
+from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.training.datasets import DemoFrames, normalize_actions
+
+
+@dataclass
+class VLATrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    log_every: int = 50
+
+
+@torch.no_grad()
+def resize_images(model: TinyVLA, images: np.ndarray, chunk: int = 256) -> torch.Tensor:
+    """All frames resized once to the model's input (B, 3, S, S) in [-1, 1], stored as float16."""
+    out = []
+    for start in range(0, len(images), chunk):
+        out.append(torch.cat([model.preprocess(image) for image in images[start:start + chunk]]).half())
+    return torch.cat(out)
+
+
+def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[str], tokens: np.ndarray
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embeddings (B, T, H) right-padded, attention mask (B, T), and the index of each a_k's
+    predicting position (B, 7)."""
+    device = model.device
+    patches = model.projector(model.vision.forward_batch(pixels.to(model.dtype)))  # (B, P, H)
+    rows, predict_at = [], []
+    for b, instruction in enumerate(instructions):
+        ids = torch.tensor(model.text_tokenizer.prompt_ids(instruction), device=device)
+        actions = torch.as_tensor(tokens[b], device=device)
+        text = model.embed_tokens(ids)
+        row = torch.cat([text[:1], patches[b], text[1:], model.embed_tokens(actions)])
+        first_action = 1 + patches.shape[1] + len(ids) - 1               # index of a1 in the row
+        predict_at.append(torch.arange(first_action - 1, first_action - 1 + N_ACTION_DIMS))
+        rows.append(row)
+    length = max(r.shape[0] for r in rows)
+    embeds = torch.zeros(len(rows), length, rows[0].shape[1], device=device, dtype=rows[0].dtype)
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+    for b, row in enumerate(rows):
+        embeds[b, : row.shape[0]] = row
+        mask[b, : row.shape[0]] = 1
+    return embeds, mask, torch.stack(predict_at).to(device)
+
+
+def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
+              log: Callable[[str], None] = print) -> list[float]:
+    """Train in place; returns the loss per step. The model's norm_stats must already describe `data`."""
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    tokens = model.action_tokenizer.encode(normalize_actions(data.actions, model.norm_stats))
+    pixels = resize_images(model, data.images)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) * 0.5 * (1 + np.cos(np.pi * s / config.steps)))
+    model.train()
+    losses: list[float] = []
+    started = time.monotonic()
+    for step in range(config.steps):
+        index = rng.choice(len(data), size=config.batch_size, replace=False)
+        embeds, mask, predict_at = _batch_sequences(
+            model, pixels[torch.as_tensor(index)], [data.instructions[i] for i in index], tokens[index])
+        hidden = model.llm.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        picked = hidden.gather(1, predict_at[..., None].expand(-1, -1, hidden.shape[-1]))
+        logits = model.lm_head(picked)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                               torch.as_tensor(tokens[index], device=model.device).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if (step + 1) % config.log_every == 0:
+            recent = np.mean(losses[-config.log_every:])
+            log(f"step {step + 1}/{config.steps}  loss {recent:.3f}  ({time.monotonic() - started:.0f} s)")
+    model.eval()
+    return losses

@@ -1,0 +1,88 @@
+"""Training: draft heads learn their target; the CLIs write loadable checkpoints and reports."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from specvla_ros.cli import main as cli_main
+from specvla_ros.core.config import DecoderConfig
+from specvla_ros.core.decoder import build_decoder
+from specvla_ros.core.loading import load_decoder
+from specvla_ros.sim.demos import generate_demos
+from specvla_ros.sim.env import EnvConfig
+from specvla_ros.sim.scene import CameraConfig, SceneConfig
+from specvla_ros.training.datasets import action_norm_stats, load_demo_folder, normalize_actions
+from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
+from test.models import make_pair, observations
+
+
+def _held_out_acceptance(target, head, relax: int = 0) -> float:
+    decoder = build_decoder(target, head, DecoderConfig(relax_bins=relax))
+    return float(np.mean([decoder.decode(image, text).stats.mean_acceptance_length
+                          for image, text in observations(77, 8)]))
+
+
+def test_draft_training_lowers_loss_and_raises_acceptance() -> None:
+    target, head = make_pair(4)
+    before = _held_out_acceptance(target, head)
+    sequences = [collect_sequence(target, image, text) for image, text in observations(4, 6)]
+    losses = train_draft_head(head, sequences, steps=120, seed=0)
+    assert np.mean(losses[-20:]) < 0.7 * losses[0]
+    assert _held_out_acceptance(target, head) > before
+
+
+def test_normalization_round_trips_through_norm_stats() -> None:
+    from specvla_ros.core.action_tokenizer import NormStats
+
+    actions = np.random.default_rng(0).uniform(-0.02, 0.02, size=(200, 7))
+    actions[:, 6] = np.random.default_rng(1).integers(0, 2, 200)
+    stats = action_norm_stats(actions, "demo")
+    normalized = normalize_actions(actions, stats)
+    inside = np.all((actions >= stats["demo"]["action"]["q01"]) & (actions <= stats["demo"]["action"]["q99"]), axis=1)
+    back = NormStats.from_checkpoint(stats, None).unnormalize(normalized)
+    np.testing.assert_allclose(back[inside], actions[inside], atol=1e-9)
+    assert stats["demo"]["action"]["mask"] == [True] * 6 + [False]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demos")
+    camera = replace(CameraConfig(), width=48, height=48)
+    generate_demos(folder, tasks=["pick"], episodes_per_task=2, seed=0,
+                   env_config=EnvConfig(scene=SceneConfig(camera=camera)))
+    return folder
+
+
+def test_train_vla_then_train_draft_cli(demo_folder, tmp_path) -> None:
+    data = load_demo_folder(demo_folder)
+    assert len(data) > 10 and data.images.shape[1:] == (48, 48, 3)
+    target_dir, draft_dir = tmp_path / "target", tmp_path / "draft"
+    assert cli_main(["train-vla", "--demos", str(demo_folder), "--out", str(target_dir), "--steps", "40",
+                     "--batch-size", "8", "--image-size", "32", "--patch-size", "16", "--hidden-size", "32",
+                     "--layers", "1", "--lr", "3e-3"]) == 0
+    report = json.loads((target_dir / "report.json").read_text())
+    assert np.mean(report["losses"][-10:]) < np.mean(report["losses"][:10])
+    assert (target_dir / "curve.png").stat().st_size > 1000
+
+    assert cli_main(["train-draft", "--target", str(target_dir), "--demos", str(demo_folder), "--out",
+                     str(draft_dir), "--steps", "40", "--frames", "12", "--held-out", "4", "--eval-every", "20",
+                     "--relax-bins", "2"]) == 0
+    draft_report = json.loads((draft_dir / "report.json").read_text())
+    assert [e["step"] for e in draft_report["evaluations"]] == [0, 20, 40]
+    assert {"acceptance_length_r0", "acceptance_length_r2"} <= set(draft_report["evaluations"][0])
+
+    speculative = load_decoder(target_dir, draft_dir, DecoderConfig(relax_bins=0))
+    autoregressive = load_decoder(target_dir, None, DecoderConfig(mode="autoregressive"))
+    for index in range(0, len(data), 7):
+        image, text = data.images[index], data.instructions[index]
+        assert speculative.decode(image, text).token_ids == autoregressive.decode(image, text).token_ids
+
+
+def test_missing_demos_fail_clearly(tmp_path) -> None:
+    from specvla_ros.core.errors import InputError
+
+    with pytest.raises(InputError, match="no demonstrations"):
+        load_demo_folder(tmp_path)
