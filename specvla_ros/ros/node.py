@@ -289,7 +289,8 @@ class SpecVLANode(Node):
 
     # ----- shutdown -------------------------------------------------------------------------
     def destroy_node(self) -> None:
-        if not self._worker.stop(timeout_s=2.0):
+        worker = getattr(self, "_worker", None)  # absent when start-up failed (e.g. no model)
+        if worker is not None and not worker.stop(timeout_s=2.0):
             self.get_logger().warning("inference thread still busy after 2 s; leaving it to exit")
         super().destroy_node()
 

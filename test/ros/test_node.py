@@ -246,3 +246,11 @@ def test_shutdown_joins_inference_thread_quickly(make_rig, spec_decoder) -> None
     rig.spin(0.6, frame_hz=10)
     assert rig.destroy_node_under_test() < 2.0
     assert not any(t.name == "specvla_inference" and t.is_alive() for t in threading.enumerate())
+
+
+def test_missing_model_path_fails_clearly_and_shuts_down(ros_context) -> None:
+    from specvla_ros.core.errors import SpecVLAError
+
+    with pytest.raises(SpecVLAError, match="model.path is empty"):
+        SpecVLANode(context=ros_context)
+    # The half-built node is cleaned up with the context (fixture) without errors.
