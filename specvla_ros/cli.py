@@ -6,7 +6,9 @@ ROS (or no torch) does not load it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Callable
 
 
 def _node(args: argparse.Namespace, rest: list[str]) -> int:
@@ -21,22 +23,13 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(seconds=args.seconds, relax_bins=args.relax_bins, mode=args.mode, max_steps=args.max_steps)
 
 
-def _sim_eval(args: argparse.Namespace, rest: list[str]) -> int:
-    from specvla_ros.sim_eval import run
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace, list[str]], int]:
+    """A verb that imports `module.function(args)` only when it runs."""
 
-    return run(args)
+    def run(args: argparse.Namespace, rest: list[str]) -> int:
+        return getattr(importlib.import_module(module), function)(args)
 
-
-def _train_vla(args: argparse.Namespace, rest: list[str]) -> int:
-    from specvla_ros.training.runs import run_train_vla
-
-    return run_train_vla(args)
-
-
-def _train_draft(args: argparse.Namespace, rest: list[str]) -> int:
-    from specvla_ros.training.runs import run_train_draft
-
-    return run_train_draft(args)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from specvla_ros.sim_eval import add_arguments
 
     add_arguments(sim_eval)
-    sim_eval.set_defaults(run=_sim_eval)
+    sim_eval.set_defaults(run=_lazy("specvla_ros.sim_eval", "run"))
 
     from specvla_ros.training.runs import add_train_draft_arguments, add_train_vla_arguments
 
@@ -82,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "`python -m specvla_ros.sim.demos`; action statistics are computed from the data and "
                     "stored with the checkpoint; writes report.json and curve.png beside it.")
     add_train_vla_arguments(train_vla)
-    train_vla.set_defaults(run=_train_vla)
+    train_vla.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_vla"))
 
     train_draft = verbs.add_parser(
         "train-draft", help="train a Spec-VLA draft head against a target VLA",
@@ -90,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "EAGLE-style draft head (smooth-L1 feature + 0.1 soft cross-entropy), evaluate held-out "
                     "acceptance length at r = 0 and --relax-bins, checkpoint after every evaluation.")
     add_train_draft_arguments(train_draft)
-    train_draft.set_defaults(run=_train_draft)
+    train_draft.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_draft"))
     return parser
 
 

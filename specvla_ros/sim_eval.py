@@ -7,10 +7,8 @@ in lockstep. Both write the same results.json / results.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 TASKS = ("pick", "push", "place")  # specvla_ros.sim.tasks.TASKS; not imported here to keep --help fast
@@ -40,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from specvla_ros.embedded_model import embedded_model
     from specvla_ros.sim.env import EnvConfig, TabletopEnv
     from specvla_ros.sim.expert import ExpertPolicy
-    from specvla_ros.sim.harness import evaluate
-    from specvla_ros.sim.metrics import build_report, write_report
+    from specvla_ros.sim.harness import evaluate, report_and_print
 
     started = time.perf_counter()
     relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
@@ -76,10 +73,6 @@ def run(args: argparse.Namespace) -> int:
         "policy": label, "model": str(args.model) if decoder else None, "through_ros": args.through_ros,
         "episodes_per_task": args.episodes, "tasks": args.tasks, "seed": args.seed,
         "wall_s": round(time.perf_counter() - started, 2),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
     }
-    json_path, md_path = write_report(build_report(records, meta), args.out)
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    report_and_print(records, meta, args.out)
     return 0

@@ -149,13 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image_size": list(args.image_size),
         "control_hz": config.control_hz,
         "wall_s": round(time.perf_counter() - started, 2),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
     }
-    json_path, md_path = write_report(build_report(records, meta), args.out)
+    report_and_print(records, meta, args.out)
+    return 0
+
+
+def report_and_print(records: list[EpisodeRecord], meta: dict, out_dir: Path) -> None:
+    """Stamp the metadata (time, machine), write results.json/.md, print the table."""
+    meta = {**meta, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.processor() or platform.machine()}
+    json_path, md_path = write_report(build_report(records, meta), out_dir)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def run_train_vla(args: argparse.Namespace) -> int:
     print(f"{len(data)} frames from {int(data.episode_index.max()) + 1} episodes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    losses = train_vla(model, data, train_config)
+    losses = train_vla(model, data, train_config, checkpoint=lambda step: model.save(args.out))
     model.save(args.out)
     report = {"command": "train-vla", "demos": str(args.demos), "frames": len(data),
               "episodes": int(data.episode_index.max()) + 1, "config": config.to_dict(),

@@ -28,6 +28,7 @@ class VLATrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     log_every: int = 50
+    checkpoint_every: int = 500
 
 
 @torch.no_grad()
@@ -64,8 +65,12 @@ def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[st
 
 
 def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
-              log: Callable[[str], None] = print) -> list[float]:
-    """Train in place; returns the loss per step. The model's norm_stats must already describe `data`."""
+              log: Callable[[str], None] = print,
+              checkpoint: Callable[[int], None] | None = None) -> list[float]:
+    """Train in place; returns the loss per step. The model's norm_stats must already describe `data`.
+
+    `checkpoint(step)` is called every `config.checkpoint_every` steps (in eval mode), e.g. to save.
+    """
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     tokens = model.action_tokenizer.encode(normalize_actions(data.actions, model.norm_stats))
@@ -94,5 +99,9 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
         if (step + 1) % config.log_every == 0:
             recent = np.mean(losses[-config.log_every:])
             log(f"step {step + 1}/{config.steps}  loss {recent:.3f}  ({time.monotonic() - started:.0f} s)")
+        if checkpoint is not None and (step + 1) % config.checkpoint_every == 0:
+            model.eval()
+            checkpoint(step + 1)
+            model.train()
     model.eval()
     return losses
