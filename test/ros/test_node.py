@@ -254,3 +254,27 @@ def test_missing_model_path_fails_clearly_and_shuts_down(ros_context) -> None:
     with pytest.raises(SpecVLAError, match="model.path is empty"):
         SpecVLANode(context=ros_context)
     # The half-built node is cleaned up with the context (fixture) without errors.
+
+
+class NaNDecoder:
+    """The real decoder, with its action corrupted to NaN (a numerically broken model)."""
+
+    def __init__(self, decoder) -> None:
+        self.decoder = decoder
+
+    def decode(self, image, instruction):
+        from dataclasses import replace
+
+        result = self.decoder.decode(image, instruction)
+        return replace(result, action=np.full(7, np.nan))
+
+
+def test_nan_action_is_never_published(make_rig, spec_decoder) -> None:
+    rig = make_rig(NaNDecoder(spec_decoder), **LIVE)
+    rig.send_task("pick up the red cube")
+    rig.spin(1.5, frame_hz=10)
+    assert EndEffectorDelta.SOURCE_MODEL not in rig.sources()
+    for _, command in rig.commands:
+        assert np.isfinite(command.translation.x) and np.isfinite(command.gripper)
+    status = rig.last_status()
+    assert status.level == DiagnosticStatus.ERROR and "non-finite" in status.message
