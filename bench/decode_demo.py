@@ -4,12 +4,13 @@
     .venv/bin/python bench/decode_demo.py [--model DIR --draft DIR] [--repeats 5]
     .venv/bin/python bench/decode_demo.py --restriction 24     # also: does action-only drafting help?
 
-Defaults to the embedded model pair. Timings are medians over --repeats decodes of the same
-observation after one warm-up, on whatever device --device names (CPU: perf_counter; CUDA: the
-decoder's own device timing). With --restriction N it also builds three model pairs (random draft
-head, EAGLE-trained draft head, behaviour-cloned target with live text-token logits) and compares
-drafting among the 256 action tokens only against drafting over the whole vocabulary, as mean
-acceptance length over N held-out observations at r = 0 and r = 3 (docs/decoding.md quotes it).
+Defaults to the embedded model pair. Timings are medians (each phase on its own) over --repeats
+decodes of the same observation after one warm-up, on the device --device names (the decoder times
+phases with perf_counter on CPU). With --restriction N it also builds four model pairs (random
+target with a random and with an EAGLE-trained draft head; behaviour-cloned target with live
+text-token logits, with both heads) and compares drafting among the 256 action tokens only
+against drafting over the whole vocabulary, as mean acceptance length over N held-out
+observations at r = 0 and r = 3. --draw-tree PNG renders the picture in docs/decoding.md.
 """
 from __future__ import annotations
 
@@ -32,38 +33,42 @@ TASKS = ("pick up the red cube", "push the blue cube to the left", "put the red 
 
 
 # ----- AR vs Spec-VLA, one observation ---------------------------------------------------------
+PHASES = ("prefill_ms", "draft_ms", "verify_ms", "total_ms")
+
+
 @dataclass
 class Row:
     name: str
-    result: ActionResult
-    median_ms: float
+    result: ActionResult          # the first timed decode (all decodes of one observation are identical)
+    median_ms: dict[str, float]   # per phase, median over the timed decodes
 
 
-def timed(decoder, image: np.ndarray, repeats: int) -> tuple[ActionResult, float]:
+def timed(name: str, decoder, image: np.ndarray, repeats: int) -> Row:
     decoder.decode(image, INSTRUCTION)  # warm-up (allocator, lazy init)
     results = [decoder.decode(image, INSTRUCTION) for _ in range(repeats)]
-    return results[0], statistics.median(r.stats.total_ms for r in results)
+    medians = {phase: statistics.median(getattr(r.stats, phase) for r in results) for phase in PHASES}
+    return Row(name, results[0], medians)
 
 
 def side_by_side(target, head, image: np.ndarray, repeats: int) -> list[Row]:
-    result, ms = timed(build_decoder(target, None, DecoderConfig(mode="autoregressive")), image, repeats)
-    rows = [Row("AR greedy", result, ms)]
+    rows = [timed("AR greedy", build_decoder(target, None, DecoderConfig(mode="autoregressive")), image, repeats)]
     for relax in (0, 1, 3):
-        result, ms = timed(build_decoder(target, head, DecoderConfig(relax_bins=relax)), image, repeats)
-        rows.append(Row(f"Spec-VLA r={relax}", result, ms))
+        rows.append(timed(f"Spec-VLA r={relax}", build_decoder(target, head, DecoderConfig(relax_bins=relax)),
+                          image, repeats))
     return rows
 
 
 def print_rows(rows: list[Row]) -> None:
-    ar_ms = rows[0].median_ms
+    ar_ms = rows[0].median_ms["total_ms"]
     print(f"\n{'mode':<15} {'token ids':<44} {'bins':<36} {'accepted/step':<13} {'tau':>5} {'fwd':>4} "
           f"{'prefill':>8} {'draft':>7} {'verify':>7} {'total ms':>9} {'vs AR':>6}")
     for row in rows:
         stats = row.result.stats
         accepted = ",".join(map(str, stats.accepted_per_step)) or "-"
+        ms = row.median_ms
         print(f"{row.name:<15} {str(row.result.token_ids):<44} {str(row.result.bins):<36} {accepted:<13} "
-              f"{stats.mean_acceptance_length:>5.2f} {stats.target_forward_passes:>4} {stats.prefill_ms:>8.2f} "
-              f"{stats.draft_ms:>7.2f} {stats.verify_ms:>7.2f} {row.median_ms:>9.2f} {ar_ms / row.median_ms:>5.2f}x")
+              f"{stats.mean_acceptance_length:>5.2f} {stats.target_forward_passes:>4} {ms['prefill_ms']:>8.2f} "
+              f"{ms['draft_ms']:>7.2f} {ms['verify_ms']:>7.2f} {ms['total_ms']:>9.2f} {ar_ms / ms['total_ms']:>5.2f}x")
     print(f"\nr = 0 tokens identical to AR: {rows[1].result.token_ids == rows[0].result.token_ids}")
     for row in rows[2:]:
         worst = max(abs(a - b) for a, b in zip(row.result.bins, rows[0].result.bins, strict=True))
@@ -116,7 +121,7 @@ def behaviour_cloned_target(seed: int, steps: int) -> TinyVLA:
     first = target.action_tokenizer.first_action_token
     with torch.no_grad():
         target.lm_head.weight[:first].normal_(0.0, STUDY_CONFIG.init_std)
-    train_vla(target, frames, VLATrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup_steps=20, log_every=10**9),
+    train_vla(target, frames, VLATrainConfig(steps=steps, batch_size=16, lr=3e-3, warmup_steps=20, log_every=10**9),
               log=lambda _: None)
     return target
 
@@ -140,7 +145,7 @@ def restriction_study(count: int, seed: int) -> None:
     print(f"\naction-token restriction study: {count} held-out observations per setting, default tree "
           f"(top_k 8, depth 4, total 50); building and training three small pairs...", flush=True)
     random_target = TinyVLA.random(STUDY_CONFIG, seed)
-    cloned = behaviour_cloned_target(seed, steps=400)
+    cloned = behaviour_cloned_target(seed, steps=1200)
     settings = [
         ("random target, random draft head", random_target, DraftHead.random(random_target, seed + 1)),
         ("random target, EAGLE-trained draft", random_target, trained_draft(random_target, seed, steps=300)),
@@ -158,6 +163,50 @@ def restriction_study(count: int, seed: int) -> None:
             print(f"{name:<58} {relax:>2} {only:>16.3f} {whole:>16.3f} {100 * text_share:>24.1f}%")
 
 
+# ----- the picture in docs/decoding.md ------------------------------------------------------------
+def draw_tree_picture(out: str, seed: int, relax: int = 3) -> None:
+    """Draw an instructive first step of the trained pair: relaxed tokens on the path, then the longest path.
+
+    Uses the project's renderer, tools/draw_draft_tree.py, so there is one drawing of a tree.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "draw_draft_tree", Path(__file__).resolve().parents[1] / "tools" / "draw_draft_tree.py")
+    renderer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(renderer)
+
+    target = behaviour_cloned_target(seed, steps=1200)
+    head = trained_draft(target, seed, steps=300)
+    tree = TreeConfig(top_k=4, depth=4, total_tokens=20)
+    decoder = build_decoder(target, head, DecoderConfig(relax_bins=relax, tree=tree))
+    tokenizer = target.action_tokenizer
+
+    def bin_of(token: int) -> int:
+        return int(tokenizer.token_to_bin(np.array(token)))
+
+    def relaxed_on_path(step) -> int:
+        return sum(int(step.tree.tokens[node]) != int(step.target_tokens[int(step.tree.parents[node]) + 1])
+                   for node in step.path)
+
+    frames = synthetic_frames(40, seed + 2000)
+    best = None
+    for index in range(len(frames)):
+        trace: list = []
+        decoder.decode(frames.images[index], frames.instructions[index], trace=trace)
+        relaxed = relaxed_on_path(trace[0])  # prefer a step that shows the relaxed rule at work
+        key = (relaxed > 0, len(trace[0].path), relaxed, int(trace[0].tree.depths.max()))
+        if best is None or key > best[0]:
+            best = (key, trace[0], frames.instructions[index])
+    (_, path_len, relaxed, _), step, instruction = best
+    title = (f"One Spec-VLA step at r = {relax}, '{instruction}': {len(step.tree)} drafted nodes (top_k 4, depth 4)\n"
+             f"label: drafted bin (target's bin); accepted path {path_len} tokens, {relaxed} by the relaxed rule; "
+             f"bonus bin {bin_of(step.bonus)}")
+    renderer.draw(step, bin_of, Path(out), title)
+    print(f"wrote {out}: accepted path {path_len} tokens, {relaxed} of them relaxed")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="target checkpoint folder (default: the embedded model)")
@@ -168,8 +217,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--restriction", type=int, default=0, metavar="N",
                         help="also run the action-token restriction study over N observations")
+    parser.add_argument("--draw-tree", metavar="PNG", help="only draw one step of a trained pair (docs/decoding.md)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    if args.draw_tree:
+        draw_tree_picture(args.draw_tree, args.seed)
+        return 0
     if args.model:
         if not args.draft:
             parser.error("--model needs --draft (the draft head trained for that model)")
