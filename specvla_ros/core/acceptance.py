@@ -17,11 +17,16 @@ def accept_exact(draft_tokens: torch.Tensor, target_tokens: torch.Tensor) -> tor
 
 def accept_relaxed(draft_tokens: torch.Tensor, target_tokens: torch.Tensor, relax_bins: torch.Tensor,
                    tokenizer: ActionTokenizer) -> torch.Tensor:
-    """relax_bins: per-node threshold (the threshold of the action dimension each node fills)."""
+    """relax_bins: per-node threshold r (that of the action dimension each node fills).
+
+    Accepted: equal tokens, or, where r > 0, two action tokens whose bins are at most r apart.
+    Bins, not ids: the two top ids share the last bin centre. r = 0 stays exact.
+    """
     first, end = tokenizer.first_action_token, tokenizer.vocab_size
     both_actions = ((draft_tokens >= first) & (draft_tokens < end) & (target_tokens >= first)
                     & (target_tokens < end))
-    near = (draft_tokens - target_tokens).abs() <= relax_bins
+    bins_apart = (tokenizer.token_to_bin_tensor(draft_tokens) - tokenizer.token_to_bin_tensor(target_tokens)).abs()
+    near = (relax_bins > 0) & (bins_apart <= relax_bins)
     return accept_exact(draft_tokens, target_tokens) | (both_actions & near)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from specvla_ros.core.errors import NormStatsError
+from specvla_ros.core.errors import InputError, NormStatsError
 
 N_ACTION_DIMS = 7
 
@@ -34,12 +35,22 @@ class ActionTokenizer:
 
     def encode(self, normalized: np.ndarray) -> np.ndarray:
         """Normalized actions in [-1, 1] (clipped) -> token ids."""
-        clipped = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
-        return self.vocab_size - np.digitize(clipped, self.bin_edges)
+        values = np.asarray(normalized, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"cannot encode non-finite actions {values}: normalize real numbers")
+        return self.vocab_size - np.digitize(np.clip(values, -1.0, 1.0), self.bin_edges)
 
     def token_to_bin(self, token_ids: np.ndarray) -> np.ndarray:
         """Token ids -> bin indices 0..n_bins-2 (OpenVLA clips the top edge into the last centre)."""
         return np.clip(self.vocab_size - np.asarray(token_ids) - 1, 0, self.n_bins - 2)
+
+    def token_to_bin_tensor(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """token_to_bin on a torch tensor, on its device."""
+        return (self.vocab_size - token_ids - 1).clamp(0, self.n_bins - 2)
+
+    def bin_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """|bin(a) - bin(b)|: how many bins apart two action tokens decode (elementwise)."""
+        return np.abs(self.token_to_bin(a) - self.token_to_bin(b))
 
     def decode(self, token_ids: np.ndarray) -> np.ndarray:
         """Token ids -> normalized actions (bin centres)."""
@@ -79,6 +90,9 @@ class NormStats:
         if not (np.all(np.isfinite(q01)) and np.all(np.isfinite(q99))):
             raise NormStatsError(f"norm_stats['{unnorm_key}'] holds NaN or inf action statistics: "
                                  "recompute them from the training data")
+        if np.any(q99 < q01):
+            raise NormStatsError(f"norm_stats['{unnorm_key}'] has q99 < q01 in dimensions "
+                                 f"{np.flatnonzero(q99 < q01).tolist()}: the quantiles are swapped or corrupt")
         return cls(q01=q01, q99=q99, mask=mask)
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:

@@ -54,6 +54,10 @@ class Backbone(Protocol):
         (itself included); all cached entries are visible. Returns (logits (n, V), hidden (n, H))."""
         ...
 
+    def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
+        """Keep the first `start` cache entries, then entries start + keep (indices into the last forward)."""
+        ...
+
 
 def validate_observation(image: np.ndarray, instruction: str) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from typing import Literal
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
@@ -30,6 +31,13 @@ class TinyVLAConfig:
     init_std: float = 0.1          # weight init scale; large enough that a random model reacts to its inputs
 
     def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "vision_dim", "vision_layers", "hidden_size", "intermediate_size",
+                     "num_layers", "num_heads", "num_kv_heads", "n_action_bins", "max_position_embeddings"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ConfigError(f"TinyVLAConfig.{name} must be a positive integer, got {value!r}")
+        if self.vision_dim % 4:
+            raise ConfigError(f"vision_dim {self.vision_dim} must be divisible by 4 (the patch encoder's 4 heads)")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -77,8 +85,12 @@ class DecoderConfig:
         if self.mode not in ("autoregressive", "speculative"):
             raise ConfigError(f"decoder mode must be 'autoregressive' or 'speculative', got '{self.mode}'")
         relax = self.relax_bins
-        if isinstance(relax, int):
+        if isinstance(relax, Integral):
             relax = (relax,) * N_ACTION_DIMS
+        if isinstance(relax, (str, bytes)) or not hasattr(relax, "__len__"):
+            raise ConfigError(f"relax_bins must be an int or {N_ACTION_DIMS} ints, got {self.relax_bins!r}")
+        if any(isinstance(r, bool) or not isinstance(r, Integral) for r in relax):
+            raise ConfigError(f"relax_bins must hold whole numbers of bins, got {list(relax)}")
         relax = tuple(int(r) for r in relax)
         if len(relax) != N_ACTION_DIMS:
             raise ConfigError(f"relax_bins needs one value or {N_ACTION_DIMS} (one per action dimension), "

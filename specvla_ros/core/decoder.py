@@ -8,7 +8,9 @@ accept the longest path the acceptance rule allows, emit it plus the target's ow
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -65,33 +67,44 @@ class StepTrace:
 
 
 class Stopwatch:
-    """Accumulates milliseconds per phase; synchronizes CUDA so GPU time is counted where it is spent."""
+    """Milliseconds per phase: CUDA events on a CUDA device (read once, at the end), perf_counter on CPU.
+
+    Events measure the GPU work between two points of the stream without synchronizing at every
+    phase boundary, which would itself slow the decode down.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        self.totals: dict[str, float] = {}
+        self.device = device
+        self._spans: list[tuple[str, object, object]] = []
+        self._start = self.mark()
 
-    def _now(self) -> float:
+    def mark(self) -> object:
         if self.cuda:
-            torch.cuda.synchronize()
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(self.device))
+            return event
         return time.perf_counter()
 
-    def phase(self, name: str) -> "_Phase":
-        return _Phase(self, name)
+    def _elapsed_ms(self, start: object, end: object) -> float:
+        if self.cuda:
+            end.synchronize()
+            return start.elapsed_time(end)
+        return 1000.0 * (end - start)
 
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = self.mark()
+        yield
+        self._spans.append((name, start, self.mark()))
 
-@dataclass
-class _Phase:
-    watch: Stopwatch
-    name: str
-    start: float = field(default=0.0)
-
-    def __enter__(self) -> None:
-        self.start = self.watch._now()
-
-    def __exit__(self, *exc: object) -> None:
-        elapsed = 1000.0 * (self.watch._now() - self.start)
-        self.watch.totals[self.name] = self.watch.totals.get(self.name, 0.0) + elapsed
+    def finish(self) -> tuple[dict[str, float], float]:
+        """(milliseconds per phase, total milliseconds since construction)."""
+        end = self.mark()
+        totals: dict[str, float] = {}
+        for name, start, stop in self._spans:
+            totals[name] = totals.get(name, 0.0) + self._elapsed_ms(start, stop)
+        return totals, self._elapsed_ms(self._start, end)
 
 
 class _DecoderBase:
@@ -100,22 +113,24 @@ class _DecoderBase:
         self.config = config
         self.norm_stats = NormStats.from_checkpoint(backbone.norm_stats, config.unnorm_key)
 
-    def _result(self, tokens: list[int], watch: Stopwatch, start: float, forwards: int,
-                accepted: tuple[int, ...]) -> ActionResult:
+    def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...]
+                ) -> ActionResult:
         tokenizer = self.backbone.action_tokenizer
         token_array = np.asarray(tokens[:N_ACTION_DIMS])
         normalized = tokenizer.decode(token_array)
         steps = len(accepted)
+        totals, total_ms = watch.finish()
         stats = DecodeStats(
             mode=self.config.mode,
-            prefill_ms=watch.totals.get("prefill", 0.0),
-            draft_ms=watch.totals.get("draft", 0.0),
-            verify_ms=watch.totals.get("verify", 0.0),
-            total_ms=1000.0 * (watch._now() - start),
+            prefill_ms=totals.get("prefill", 0.0),
+            draft_ms=totals.get("draft", 0.0),
+            verify_ms=totals.get("verify", 0.0),
+            total_ms=total_ms,
             target_forward_passes=forwards,
             accepted_per_step=accepted,
             mean_acceptance_length=(sum(accepted) + steps) / steps if steps else 1.0,
-            relax_bins=self.config.relax_bins,
+            # autoregressive decoding accepts nothing, so no threshold applied
+            relax_bins=self.config.relax_bins if self.config.mode == "speculative" else (0,) * N_ACTION_DIMS,
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -129,7 +144,6 @@ class AutoregressiveDecoder(_DecoderBase):
     def decode(self, image: np.ndarray, instruction: str) -> ActionResult:
         model = self.backbone
         watch = Stopwatch(model.device)
-        start = watch._now()
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
             token = int(prefill.logits_last.argmax())
@@ -142,7 +156,7 @@ class AutoregressiveDecoder(_DecoderBase):
                 logits, _ = model.forward(prefill.cache, ids, torch.tensor([position], device=model.device), one)
                 tokens.append(int(logits[0].argmax()))
                 position += 1
-        return self._result(tokens, watch, start, forwards=N_ACTION_DIMS, accepted=())
+        return self._result(tokens, watch, forwards=N_ACTION_DIMS, accepted=())
 
 
 class SpeculativeDecoder(_DecoderBase):
@@ -159,7 +173,6 @@ class SpeculativeDecoder(_DecoderBase):
         model, head = self.backbone, self.draft_head
         device = model.device
         watch = Stopwatch(device)
-        start = watch._now()
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
             root = int(prefill.logits_last.argmax())
@@ -175,12 +188,19 @@ class SpeculativeDecoder(_DecoderBase):
         forwards = 1
 
         while len(tokens) < N_ACTION_DIMS:
+            # The bonus token supplies the last missing token, so drafting deeper than one less
+            # saves no target forward; with one token missing the root is verified alone.
+            max_depth = N_ACTION_DIMS - len(tokens) - 1
+            committed = None
             with watch.phase("draft"):
-                positions = torch.arange(pair_start, pair_start + pair_features.shape[0], device=device)
-                predicted = head(draft_cache, pair_embeds, pair_features, positions)
-                committed = draft_cache.get_seq_length()
-                tree = build_tree(head, draft_cache, predicted[-1], root_position,
-                                  N_ACTION_DIMS - len(tokens), self.config.tree, model.action_tokenizer)
+                if max_depth > 0:
+                    positions = torch.arange(pair_start, pair_start + pair_features.shape[0], device=device)
+                    predicted = head(draft_cache, pair_embeds, pair_features, positions)
+                    committed = draft_cache.get_seq_length()
+                    tree = build_tree(head, draft_cache, predicted[-1], root_position, max_depth, self.config.tree,
+                                      model.action_tokenizer)
+                else:
+                    tree = DraftTree.empty(device)
             with watch.phase("verify"):
                 ids = torch.cat([torch.tensor([root], device=device), tree.tokens])
                 logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
@@ -194,22 +214,22 @@ class SpeculativeDecoder(_DecoderBase):
                                           model.action_tokenizer)
                 path = longest_accepted_path(parents, tree.depths.tolist(), accepted.tolist())
                 rows = [0] + [node + 1 for node in path]
-                keep_cache_entries(target_cache, root_position,
-                                   root_position + torch.tensor(rows, dtype=torch.long, device=device))
+                model.commit(target_cache, root_position, torch.tensor(rows, dtype=torch.long, device=device))
             path_tokens = [int(tree.tokens[node]) for node in path]
             bonus = int(target_next[rows[-1]])
             if trace is not None:
                 trace.append(StepTrace(root, tree, target_next, accepted, path, bonus))
             tokens += path_tokens + [bonus]
             accepted_per_step.append(len(path))
-            keep_cache_entries(draft_cache, committed)
+            if committed is not None:
+                keep_cache_entries(draft_cache, committed)
             # Next catch-up pairs: target features of root and path, each with the following token.
             pair_features = hidden[rows]
             pair_embeds = model.embed_tokens(torch.tensor(path_tokens + [bonus], device=device))
             pair_start = root_position
             root, root_position = bonus, root_position + len(rows)
 
-        return self._result(tokens, watch, start, forwards=forwards, accepted=tuple(accepted_per_step))
+        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step))
 
 
 def build_decoder(backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig

@@ -88,6 +88,9 @@ class DraftHead(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, target: Backbone) -> "DraftHead":
         meta = read_config(folder, MODEL_TYPE)
+        missing = [key for key in ("hidden_size", "vocab_size", "num_heads", "intermediate_size") if key not in meta]
+        if missing:
+            raise CheckpointError(f"{Path(folder) / CONFIG_FILE} lacks {missing}: not a complete draft head checkpoint")
         if meta["hidden_size"] != target.hidden_size or meta["vocab_size"] != target.vocab_size:
             raise CheckpointError(
                 f"draft head in {folder} was trained for hidden size {meta['hidden_size']} and vocabulary "

@@ -35,6 +35,12 @@ class DraftTree:
     def __len__(self) -> int:
         return int(self.tokens.numel())
 
+    @classmethod
+    def empty(cls, device: torch.device) -> "DraftTree":
+        """No drafted nodes: verification then runs the root alone."""
+        none = torch.zeros(0, dtype=torch.long, device=device)
+        return cls(tokens=none, parents=none, depths=none, scores=torch.zeros(0, device=device))
+
     def attention_mask(self) -> torch.Tensor:
         """(N + 1, N + 1) bool over [root, nodes...]: each attends to itself and its ancestors."""
         n = len(self) + 1

@@ -12,14 +12,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.backbone import PrefillOutput, additive_mask, cache_length, validate_observation
+from specvla_ros.core.backbone import (
+    PrefillOutput,
+    additive_mask,
+    cache_length,
+    keep_cache_entries,
+    validate_observation,
+)
 from specvla_ros.core.config import TinyVLAConfig
-from specvla_ros.core.errors import CheckpointError
+from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.text_tokenizer import ByteTokenizer
 
 MODEL_TYPE = "specvla-tiny-vla"
@@ -125,6 +132,9 @@ class TinyVLA(nn.Module):
         hidden = out.last_hidden_state[0]
         return self.lm_head(hidden), hidden
 
+    def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
+        keep_cache_entries(cache, start, start + keep.to(device=self.device, dtype=torch.long))
+
     # ----- checkpoints ------------------------------------------------------------------------
     @classmethod
     def random(cls, config: TinyVLAConfig, seed: int, norm_stats: dict | None = None) -> "TinyVLA":
@@ -152,7 +162,11 @@ class TinyVLA(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "TinyVLA":
         meta = read_config(folder, MODEL_TYPE)
-        model = cls(TinyVLAConfig(**meta["config"]), meta["norm_stats"])
+        try:
+            config = TinyVLAConfig(**meta["config"])
+        except (KeyError, TypeError, ConfigError) as bad:
+            raise CheckpointError(f"{Path(folder) / CONFIG_FILE} holds no valid tiny VLA config ({bad})") from None
+        model = cls(config, meta.get("norm_stats", {}))
         load_weights(model, Path(folder) / WEIGHTS_FILE)
         return model.to(device=device, dtype=dtype)
 
@@ -164,13 +178,18 @@ def default_norm_stats() -> dict:
                                     "mask": [True] * 6 + [False]}}}
 
 
-def read_config(folder: str | Path, model_type: str) -> dict:
+def read_config(folder: str | Path, model_type: str | None) -> dict:
+    """Parse folder/config.json; with `model_type`, insist the checkpoint is of that type."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path} not found: a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    meta = json.loads(path.read_text())
-    if meta.get("model_type") != model_type:
-        raise CheckpointError(f"{path} describes a '{meta.get('model_type')}' model, expected '{model_type}'")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as bad:
+        raise CheckpointError(f"{path} is not valid JSON ({bad}): the checkpoint is corrupt") from None
+    if not isinstance(meta, dict) or (model_type is not None and meta.get("model_type") != model_type):
+        found = meta.get("model_type") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} describes a '{found}' model, expected '{model_type}'")
     return meta
 
 
@@ -181,7 +200,10 @@ def load_weights(module: nn.Module, path: Path, ignore: tuple[str, ...] = ()) ->
         hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" \
             if pickles else ""
         raise CheckpointError(f"{path} not found{hint}")
-    tensors = load_file(path)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as bad:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({bad})") from None
     expected = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore)}
     for name, value in expected.items():
         if name not in tensors:

@@ -65,3 +65,22 @@ def test_nan_statistics_are_refused() -> None:
 def test_misshapen_statistics_are_refused() -> None:
     with pytest.raises(NormStatsError, match="shape"):
         NormStats.from_checkpoint({"d": {"action": {"q01": [0.0] * 6, "q99": [1.0] * 6}}}, None)
+
+
+def test_swapped_quantiles_are_refused() -> None:
+    swapped = {"d": {"action": {"q01": [1.0] * 7, "q99": [0.0] * 7}}}
+    with pytest.raises(NormStatsError, match="q99 < q01"):
+        NormStats.from_checkpoint(swapped, "d")
+
+
+def test_non_finite_actions_cannot_be_encoded() -> None:
+    from specvla_ros.core.errors import InputError
+
+    with pytest.raises(InputError, match="non-finite"):
+        ActionTokenizer().encode(np.array([0.0, np.nan]))
+
+
+def test_bin_distance_is_zero_between_the_two_top_ids() -> None:
+    tokenizer = ActionTokenizer(vocab_size=32000)
+    np.testing.assert_array_equal(tokenizer.bin_distance(np.array([31744, 31999, 31800]),
+                                                         np.array([31745, 31990, 31803])), [0, 9, 3])

@@ -127,3 +127,25 @@ def test_speculative_without_draft_and_unknown_model_type(tmp_path) -> None:
         load_decoder(folder, None, DecoderConfig(mode="autoregressive"))
     with pytest.raises(CheckpointError, match="not found"):
         load_decoder(tmp_path / "nowhere", None, DecoderConfig(mode="autoregressive"))
+
+
+def test_corrupt_checkpoints_raise_checkpoint_errors(tmp_path) -> None:
+    folder = TinyVLA.random(SMALL, 0).save(tmp_path / "target")
+    config_text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        TinyVLA.load(folder)
+    (folder / "config.json").write_text(config_text.replace('"image_size"', '"image_sise"'))
+    with pytest.raises(CheckpointError, match="no valid tiny VLA config"):
+        TinyVLA.load(folder)
+    (folder / "config.json").write_text(config_text)
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        TinyVLA.load(folder)
+
+
+@pytest.mark.parametrize("device, reason", [("gpu0", "torch device"), ("cuda:7", "CUDA|does not exist")])
+def test_unusable_devices_raise_config_error(tmp_path, device, reason) -> None:
+    folder = TinyVLA.random(SMALL, 0).save(tmp_path / "target")
+    with pytest.raises(ConfigError, match=reason):
+        load_decoder(folder, None, DecoderConfig(mode="autoregressive"), device=device)

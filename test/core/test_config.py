@@ -26,3 +26,16 @@ def test_relax_bins_broadcast_and_validated() -> None:
 def test_bad_values_raise_config_error(make) -> None:
     with pytest.raises(ConfigError):
         make()
+
+
+@pytest.mark.parametrize("relax", [1.7, True, "3", (1, 2, 3, 4, 5, 6, 7.5), None])
+def test_relax_bins_must_be_whole_numbers(relax) -> None:
+    with pytest.raises(ConfigError, match="relax_bins"):
+        DecoderConfig(relax_bins=relax)
+
+
+@pytest.mark.parametrize("field, value", [("vision_layers", 0), ("vision_dim", 30), ("hidden_size", 0),
+                                          ("num_layers", 1.5)])
+def test_tiny_vla_sizes_are_validated(field, value) -> None:
+    with pytest.raises(ConfigError, match=field if field != "vision_dim" else "divisible by 4"):
+        TinyVLAConfig(**{field: value})

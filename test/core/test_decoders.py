@@ -132,3 +132,22 @@ def test_decoding_is_deterministic_and_reports_stats(trained_pair) -> None:
     assert stats.mean_acceptance_length == pytest.approx(
         (sum(stats.accepted_per_step) + len(stats.accepted_per_step)) / len(stats.accepted_per_step))
     assert first.bins == tuple(int(b) for b in target.action_tokenizer.token_to_bin(np.array(first.token_ids)))
+
+
+def test_relaxed_rule_uses_bins_and_stays_exact_at_r0() -> None:
+    from specvla_ros.core.action_tokenizer import ActionTokenizer
+
+    tokenizer = ActionTokenizer(vocab_size=1000)
+    draft, target = torch.tensor([744, 745, 800, 100]), torch.tensor([745, 744, 803, 101])
+    # 744 and 745 share the last bin: accepted at r >= 1, never at r = 0 (r = 0 is exact)
+    assert accept_relaxed(draft, target, torch.zeros(4, dtype=torch.long), tokenizer).tolist() == [False] * 4
+    assert accept_relaxed(draft, target, torch.full((4,), 3), tokenizer).tolist() == [True, True, True, False]
+
+
+def test_phase_times_add_up_within_the_total(trained_pair) -> None:
+    target, head = trained_pair
+    for config in (DecoderConfig(mode="autoregressive", relax_bins=3), DecoderConfig(relax_bins=3)):
+        stats = build_decoder(target, head, config).decode(*observations(4, 1)[0]).stats
+        assert 0 < stats.prefill_ms and 0 <= stats.draft_ms and 0 < stats.verify_ms
+        assert stats.prefill_ms + stats.draft_ms + stats.verify_ms <= stats.total_ms + 1e-6
+        assert stats.relax_bins == ((0,) * 7 if config.mode == "autoregressive" else (3,) * 7)
