@@ -278,3 +278,26 @@ def test_nan_action_is_never_published(make_rig, spec_decoder) -> None:
         assert np.isfinite(command.translation.x) and np.isfinite(command.gripper)
     status = rig.last_status()
     assert status.level == DiagnosticStatus.ERROR and "non-finite" in status.message
+
+
+def test_compressed_camera_topic(ros_context, spec_decoder) -> None:
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    rig = Rig(ros_context, spec_decoder, **LIVE, **{"topics.compressed_image": "/camera/image_raw/compressed"})
+    try:
+        publisher = rig.tester.create_publisher(CompressedImage, "/camera/image_raw/compressed",
+                                                qos_profile_sensor_data)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(FRAME, cv2.COLOR_RGB2BGR))
+        assert ok
+        rig.send_task("pick up the red cube")
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            frame = CompressedImage(format="jpeg", data=jpeg.tobytes())
+            frame.header.stamp = rig.node.get_clock().now().to_msg()
+            publisher.publish(frame)
+            for _ in range(20):
+                rig.executor.spin_once(timeout_sec=0.005)
+        assert rig.stats and EndEffectorDelta.SOURCE_MODEL in rig.sources()
+    finally:
+        rig.close()
