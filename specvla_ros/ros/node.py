@@ -70,7 +70,8 @@ class SpecVLANode(Node):
         self._commands_published = 0
         self._completions: deque[float] = deque(maxlen=50)
         self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
-        self._gate = CommandGate(self._gate_settings(), enabled=self._param("start_enabled"))
+        self._gate = CommandGate(self._gate_settings(self._parameter_values()),
+                                 enabled=self._param("start_enabled"))
 
         self._decoder_config = self._build_decoder_config()
         self._decoder = decoder if decoder is not None else self._load_decoder()
@@ -130,38 +131,35 @@ class SpecVLANode(Node):
         return load_decoder(path, self._param("model.draft_path") or None, self._decoder_config,
                             device=self._param("model.device"), dtype=self._param("model.dtype"))
 
-    def _gate_settings(self) -> GateSettings:
+    def _parameter_values(self) -> dict[str, Any]:
+        return {spec.name: self._param(spec.name) for spec in SPECS}
+
+    @staticmethod
+    def _gate_settings(values: dict[str, Any]) -> GateSettings:
+        """The live safety parameters, from a name -> value mapping of all parameters."""
         return GateSettings(
-            action_timeout_s=self._param("action_timeout_s"),
-            stale_action_policy=self._param("stale_action_policy"),
-            dry_run=self._param("dry_run"),
-            zero_commands_on_disable=self._param("zero_commands_on_disable"),
+            action_timeout_s=values["action_timeout_s"],
+            stale_action_policy=values["stale_action_policy"],
+            dry_run=values["dry_run"],
+            zero_commands_on_disable=values["zero_commands_on_disable"],
             limits=SafetyLimits(
-                action_low=tuple(self._param("action_low")),
-                action_high=tuple(self._param("action_high")),
-                max_linear_speed_mps=self._param("max_linear_speed_mps"),
-                max_angular_speed_radps=self._param("max_angular_speed_radps"),
+                action_low=tuple(values["action_low"]),
+                action_high=tuple(values["action_high"]),
+                max_linear_speed_mps=values["max_linear_speed_mps"],
+                max_angular_speed_radps=values["max_angular_speed_radps"],
             ),
         )
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
         updates = {p.name: p.value for p in parameters}
-        current = {spec.name: self._param(spec.name) for spec in SPECS}
+        current = self._parameter_values()
         reason = check_update(updates, current)
         if reason:
             self.get_logger().warning(f"refused parameter update: {reason}")
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy sets the values after this returns; apply the live ones now.
-        merged = {**current, **updates}
         with self._lock:
-            self._gate.settings = GateSettings(
-                action_timeout_s=merged["action_timeout_s"],
-                stale_action_policy=merged["stale_action_policy"],
-                dry_run=merged["dry_run"],
-                zero_commands_on_disable=merged["zero_commands_on_disable"],
-                limits=SafetyLimits(tuple(merged["action_low"]), tuple(merged["action_high"]),
-                                    merged["max_linear_speed_mps"], merged["max_angular_speed_radps"]),
-            )
+            self._gate.settings = self._gate_settings({**current, **updates})
         return SetParametersResult(successful=True)
 
     # ----- inputs ---------------------------------------------------------------------------

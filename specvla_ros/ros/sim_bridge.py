@@ -124,17 +124,19 @@ class SimBridgeNode(Node):
                 self._step(self._zero_action(), policy_ms=1000.0 * (now - self._frame_sent_s))
             return
         fresh = self._command is not None and now - self._command_received_s <= self._param("command_timeout_s")
-        self._step(self._command if fresh else self._zero_action(), policy_ms=float("nan"))
+        self._step(self._command if fresh else self._zero_action(), policy_ms=None)
 
     def _zero_action(self) -> np.ndarray:
         action = np.zeros(7)
         action[6] = float(self._env.state()["gripper"][0])
         return action
 
-    def _step(self, action: np.ndarray, policy_ms: float) -> None:
+    def _step(self, action: np.ndarray, policy_ms: float | None) -> None:
+        """policy_ms: wait for the model's answer (lockstep); None in real time, where nobody waits."""
         result = self._env.step(action)
         record = self._record
-        record.policy_ms.append(policy_ms)
+        if policy_ms is not None:
+            record.policy_ms.append(policy_ms)
         record.refused_actions += int(result.info["action_refused"])
         record.clamped_actions += int(result.info["action_clamped"])
         if result.info["action_refused"]:
