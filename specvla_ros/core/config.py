@@ -29,8 +29,12 @@ class TinyVLAConfig:
     n_action_bins: int = 256
     max_position_embeddings: int = 512
     init_std: float = 0.1          # weight init scale; large enough that a random model reacts to its inputs
+    text_pieces: tuple[str, ...] = ()  # whole-word tokenizer pieces (ids after the bytes); () = bytes only
 
     def __post_init__(self) -> None:
+        if isinstance(self.text_pieces, str) or not all(isinstance(p, str) and p for p in self.text_pieces):
+            raise ConfigError(f"TinyVLAConfig.text_pieces must be a list of non-empty strings, got {self.text_pieces!r}")
+        object.__setattr__(self, "text_pieces", tuple(self.text_pieces))  # JSON gives a list
         for name in ("image_size", "patch_size", "vision_dim", "vision_layers", "hidden_size", "intermediate_size",
                      "num_layers", "num_heads", "num_kv_heads", "n_action_bins", "max_position_embeddings"):
             value = getattr(self, name)
@@ -42,9 +46,10 @@ class TinyVLAConfig:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ConfigError("hidden_size must divide into num_heads, and num_heads into num_kv_heads")
-        if self.vocab_size < 259 + self.n_action_bins:
-            raise ConfigError(f"vocab_size {self.vocab_size} leaves no room for 259 byte tokens and "
-                              f"{self.n_action_bins} action tokens")
+        text_ids = 259 + len(self.text_pieces)
+        if self.vocab_size < text_ids + self.n_action_bins:
+            raise ConfigError(f"vocab_size {self.vocab_size} leaves no room for {text_ids} text tokens (bytes and "
+                              f"pieces) and {self.n_action_bins} action tokens")
 
     @property
     def num_patches(self) -> int:

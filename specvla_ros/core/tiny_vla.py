@@ -27,7 +27,7 @@ from specvla_ros.core.backbone import (
 )
 from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.errors import CheckpointError, ConfigError
-from specvla_ros.core.text_tokenizer import ByteTokenizer
+from specvla_ros.core.text_tokenizer import PieceTokenizer
 
 MODEL_TYPE = "specvla-tiny-vla"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,13 +44,31 @@ def llama_config(config: TinyVLAConfig) -> LlamaConfig:
     )
 
 
+def grid_position_code(side: int, dim: int) -> torch.Tensor:
+    """(side*side, dim) 2-D sine-cosine code of each patch's row and column (ViT/MAE style).
+
+    Starting the learned position embedding here instead of at zero lets a fresh model tell where a
+    patch is from step 0; learning that from scratch was most of the early training time.
+    """
+    quarter = dim // 4
+    frequencies = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                                indexing="ij")
+    parts = []
+    for coordinate in (rows.reshape(-1), cols.reshape(-1)):
+        angles = coordinate[:, None] * frequencies[None]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    return torch.cat(parts, dim=1)
+
+
 class PatchEncoder(nn.Module):
     """Image (1, 3, S, S) in [-1, 1] -> (P, vision_dim) patch features."""
 
     def __init__(self, config: TinyVLAConfig) -> None:
         super().__init__()
         self.patchify = nn.Conv2d(3, config.vision_dim, kernel_size=config.patch_size, stride=config.patch_size)
-        self.position = nn.Parameter(torch.zeros(config.num_patches, config.vision_dim))
+        side = config.image_size // config.patch_size
+        self.position = nn.Parameter(grid_position_code(side, config.vision_dim))
         layer = nn.TransformerEncoderLayer(config.vision_dim, nhead=4, dim_feedforward=2 * config.vision_dim,
                                            dropout=0.0, batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, config.vision_layers, enable_nested_tensor=False)
@@ -75,7 +93,7 @@ class TinyVLA(nn.Module):
         self.projector = nn.Sequential(nn.Linear(config.vision_dim, config.hidden_size), nn.GELU(),
                                        nn.Linear(config.hidden_size, config.hidden_size))
         self.llm = LlamaForCausalLM(llama_config(config))
-        self.text_tokenizer = ByteTokenizer()
+        self.text_tokenizer = PieceTokenizer(config.text_pieces)
         self.action_tokenizer = ActionTokenizer(config.vocab_size, config.n_action_bins)
         self.eval()
 

@@ -21,6 +21,10 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=8)
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vision-layers", type=int, default=1)
+    parser.add_argument("--label-sigma", type=float, default=1.5,
+                        help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
+    parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
     parser.add_argument("--max-episodes", type=int, default=None)
 
 
@@ -29,6 +33,7 @@ def run_train_vla(args: argparse.Namespace) -> int:
     import torch
 
     from specvla_ros.core.config import TinyVLAConfig
+    from specvla_ros.core.text_tokenizer import PIECE_OFFSET, prompt_pieces
     from specvla_ros.core.tiny_vla import TinyVLA
     from specvla_ros.training.datasets import action_norm_stats, load_demo_folder
     from specvla_ros.training.report import write_report
@@ -37,15 +42,20 @@ def run_train_vla(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data = load_demo_folder(args.demos, args.max_episodes)
     stats = action_norm_stats(data.actions, "tabletop")
+    pieces = prompt_pieces(sorted(set(data.instructions)))  # the data's words become single tokens
+    n_bins = 256
     config = TinyVLAConfig(image_size=args.image_size, patch_size=args.patch_size, vision_dim=args.hidden_size,
-                           vision_layers=2, hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,
-                           num_layers=args.layers, num_heads=4, num_kv_heads=4, init_std=0.02)
+                           vision_layers=args.vision_layers, hidden_size=args.hidden_size,
+                           intermediate_size=3 * args.hidden_size, num_layers=args.layers, num_heads=4,
+                           num_kv_heads=4, init_std=0.02, text_pieces=pieces, n_action_bins=n_bins,
+                           vocab_size=max(640, PIECE_OFFSET + len(pieces) + n_bins))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = TinyVLA(config, stats)
     print(f"{len(data)} frames from {int(data.episode_index.max()) + 1} episodes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                  label_sigma_bins=args.label_sigma, shift_pixels=args.shift)
     losses = train_vla(model, data, train_config, checkpoint=lambda step: model.save(args.out))
     model.save(args.out)
     report = {"command": "train-vla", "demos": str(args.demos), "frames": len(data),

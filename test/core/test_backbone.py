@@ -149,3 +149,34 @@ def test_unusable_devices_raise_config_error(tmp_path, device, reason) -> None:
     folder = TinyVLA.random(SMALL, 0).save(tmp_path / "target")
     with pytest.raises(ConfigError, match=reason):
         load_decoder(folder, None, DecoderConfig(mode="autoregressive"), device=device)
+
+
+def test_piece_tokenizer_shortens_prompts_and_falls_back_to_bytes() -> None:
+    from specvla_ros.core.text_tokenizer import BYTE_OFFSET, PIECE_OFFSET, PieceTokenizer, prompt_pieces
+
+    pieces = prompt_pieces(["pick up the red cube", "push the blue cube to the left"])
+    assert pieces[:3] == ("In", " What", " action") and " red" in pieces and len(set(pieces)) == len(pieces)
+    tokenizer = PieceTokenizer(pieces)
+
+    def decode(ids: list[int]) -> str:
+        return b"".join(pieces[i - PIECE_OFFSET].encode() if i >= PIECE_OFFSET else bytes([i - BYTE_OFFSET])
+                        for i in ids).decode()
+
+    known = tokenizer.prompt_ids("Pick up the RED cube")
+    assert decode(known[1:-1]) == "In: What action should the robot take to pick up the red cube?\nOut:"
+    assert len(known) < len(ByteTokenizer().prompt_ids("pick up the red cube")) / 2
+    unknown = tokenizer.prompt_ids("grasp the mug, gently ü")          # unseen words: bytes, nothing lost
+    assert decode(unknown[1:-1]) == "In: What action should the robot take to grasp the mug, gently ü?\nOut:"
+    assert unknown[-1] == SPACE_ID and max(known + unknown) < tokenizer.vocab_floor
+
+
+def test_checkpoint_keeps_its_text_pieces(tmp_path) -> None:
+    from dataclasses import replace
+
+    config = replace(SMALL, text_pieces=("In", " What", " pick", " cube"))
+    model = TinyVLA.random(config, 3)
+    loaded = TinyVLA.load(model.save(tmp_path / "m"))
+    assert loaded.config.text_pieces == config.text_pieces
+    assert loaded.text_tokenizer.prompt_ids(TASK) == model.text_tokenizer.prompt_ids(TASK)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)

@@ -22,6 +22,9 @@ def test_relax_bins_broadcast_and_validated() -> None:
     lambda: TreeConfig(top_k=0),
     lambda: TinyVLAConfig(image_size=30, patch_size=16),
     lambda: TinyVLAConfig(vocab_size=300),
+    lambda: TinyVLAConfig(text_pieces=("ok", "")),
+    lambda: TinyVLAConfig(text_pieces="pick"),
+    lambda: TinyVLAConfig(vocab_size=515, text_pieces=("pick",)),   # 259 bytes + 1 piece + 256 bins = 516
 ])
 def test_bad_values_raise_config_error(make) -> None:
     with pytest.raises(ConfigError):

@@ -86,3 +86,30 @@ def test_missing_demos_fail_clearly(tmp_path) -> None:
 
     with pytest.raises(InputError, match="no demonstrations"):
         load_demo_folder(tmp_path)
+
+
+def test_soft_targets_are_gaussians_over_neighbouring_bins() -> None:
+    import torch
+
+    from specvla_ros.training.vla_trainer import soft_targets
+
+    tokens = torch.tensor([[600, 384, 639]])
+    targets = soft_targets(tokens, 640, 384, sigma=1.5)
+    torch.testing.assert_close(targets.sum(-1), torch.ones(1, 3))
+    assert targets[..., :384].sum() == 0 and targets.argmax(-1).tolist() == tokens.tolist()
+    assert targets[0, 0, 599] == targets[0, 0, 601] and targets[0, 0, 601] > targets[0, 0, 602] > 0
+    assert torch.equal(soft_targets(tokens, 640, 384, sigma=0), torch.nn.functional.one_hot(tokens, 640).float())
+
+
+def test_shift_images_moves_content_and_keeps_shape() -> None:
+    import torch
+
+    from specvla_ros.training.vla_trainer import shift_images
+
+    pixels = torch.zeros(16, 3, 12, 12)
+    pixels[:, :, 6, 6] = 1.0
+    shifted = shift_images(pixels, 2, np.random.default_rng(0))
+    assert shifted.shape == pixels.shape
+    spots = [tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted]
+    assert all(4 <= y <= 8 and 4 <= x <= 8 for y, x in spots) and len(set(spots)) > 3
+    assert torch.equal(shift_images(pixels, 0, np.random.default_rng(0)), pixels)
