@@ -33,7 +33,8 @@ class TinyVLAConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.text_pieces, str) or not all(isinstance(p, str) and p for p in self.text_pieces):
-            raise ConfigError(f"TinyVLAConfig.text_pieces must be a list of non-empty strings, got {self.text_pieces!r}")
+            raise ConfigError(f"TinyVLAConfig.text_pieces must be a list of non-empty strings, "
+                              f"got {self.text_pieces!r}")
         object.__setattr__(self, "text_pieces", tuple(self.text_pieces))  # JSON gives a list
         for name in ("image_size", "patch_size", "vision_dim", "vision_layers", "hidden_size", "intermediate_size",
                      "num_layers", "num_heads", "num_kv_heads", "n_action_bins", "max_position_embeddings"):
