@@ -1,11 +1,18 @@
-"""Observations for training: (image, instruction[, action]) from simulation demonstrations.
+"""Observations for training: (image, instruction[, action]) from demonstrations, image folders or bags.
 
-One place that knows on-disk formats, so trainers only see arrays.
+One place that knows on-disk formats, so trainers only see arrays. Sources:
+  * simulation demonstrations: a folder of `*.npz` episodes (images, instruction and actions);
+  * an image folder: `manifest.json` (a list of {"image": path, "instruction": text}) or
+    `manifest.csv` (columns image, instruction), paths relative to the folder;
+  * a rosbag2 bag (sqlite3 or MCAP): camera frames, each paired with the latest task string.
 """
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -59,3 +66,76 @@ def normalize_actions(actions: np.ndarray, stats: dict) -> np.ndarray:
     span = np.where(q99 - q01 > 1e-8, q99 - q01, 1.0)
     normalized = np.where(mask, 2.0 * (actions - q01) / span - 1.0, actions)
     return np.clip(normalized, -1.0, 1.0)
+
+
+@dataclass
+class Observations:
+    """Unlabelled observations (what a draft head trains on): images[i] was seen with instructions[i]."""
+
+    images: Sequence[np.ndarray]  # each (H, W, 3) uint8 RGB; sizes may differ
+    instructions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+
+def load_image_folder(folder: str | Path) -> Observations:
+    """Images listed in `folder/manifest.json` or `folder/manifest.csv`, each with its instruction."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    rows = _manifest_rows(folder)
+    images, instructions = [], []
+    for number, row in enumerate(rows, start=1):
+        image_path, instruction = row.get("image"), row.get("instruction")
+        if not image_path or not isinstance(instruction, str) or not instruction.strip():
+            raise InputError(f"manifest row {number} in {folder} needs a non-empty 'image' and 'instruction', "
+                             f"got {row!r}")
+        try:
+            with Image.open(folder / image_path) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as bad:
+            raise InputError(f"manifest row {number}: cannot read image {folder / image_path} ({bad})") from None
+        instructions.append(instruction)
+    if not images:
+        raise InputError(f"the manifest in {folder} lists no images")
+    return Observations(images, instructions)
+
+
+def _manifest_rows(folder: Path) -> list[dict]:
+    if (folder / "manifest.json").is_file():
+        try:
+            rows = json.loads((folder / "manifest.json").read_text())
+        except json.JSONDecodeError as bad:
+            raise InputError(f"{folder / 'manifest.json'} is not valid JSON ({bad})") from None
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise InputError(f"{folder / 'manifest.json'} must be a list of {{\"image\": ..., \"instruction\": ...}}")
+        return rows
+    with open(folder / "manifest.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def is_bag(path: Path) -> bool:
+    return (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix in (".mcap", ".db3")
+
+
+def load_observations(source: str | Path, camera_topic: str = "/camera/image_raw",
+                      task_topic: str = "/vla/instruction") -> DemoFrames | Observations:
+    """Observations from any supported source (see the module docstring), chosen by what `source` holds."""
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"{source} does not exist: give a demonstrations folder, an image folder with a "
+                         "manifest, or a rosbag2 bag")
+    if is_bag(source):
+        from specvla_ros.bags import read_observations
+
+        frames = list(read_observations(source, camera_topic, task_topic))
+        if not frames:
+            raise InputError(f"{source} holds no {camera_topic} frames after a {task_topic} message")
+        return Observations([image for _, image, _ in frames], [text for _, _, text in frames])
+    if source.is_dir() and any(source.glob("*.npz")):
+        return load_demo_folder(source)  # demo folders hold a manifest.json too: check first
+    if source.is_dir() and ((source / "manifest.json").is_file() or (source / "manifest.csv").is_file()):
+        return load_image_folder(source)
+    raise InputError(f"{source} is not a demonstrations folder (*.npz), an image folder (manifest.json or "
+                     "manifest.csv) or a rosbag2 bag (metadata.yaml, *.mcap, *.db3)")

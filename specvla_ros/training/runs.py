@@ -26,6 +26,8 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
     parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
     parser.add_argument("--max-episodes", type=int, default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run saved in --out (weights, optimizer, step) up to --steps")
 
 
 def run_train_vla(args: argparse.Namespace) -> int:
@@ -35,6 +37,7 @@ def run_train_vla(args: argparse.Namespace) -> int:
     from specvla_ros.core.config import TinyVLAConfig
     from specvla_ros.core.text_tokenizer import PIECE_OFFSET, prompt_pieces
     from specvla_ros.core.tiny_vla import TinyVLA
+    from specvla_ros.training.checkpointing import TrainingState, save_training_state
     from specvla_ros.training.datasets import action_norm_stats, load_demo_folder
     from specvla_ros.training.report import write_report
     from specvla_ros.training.vla_trainer import VLATrainConfig, train_vla
@@ -42,22 +45,30 @@ def run_train_vla(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data = load_demo_folder(args.demos, args.max_episodes)
     stats = action_norm_stats(data.actions, "tabletop")
-    pieces = prompt_pieces(sorted(set(data.instructions)))  # the data's words become single tokens
-    n_bins = 256
-    config = TinyVLAConfig(image_size=args.image_size, patch_size=args.patch_size, vision_dim=args.hidden_size,
-                           vision_layers=args.vision_layers, hidden_size=args.hidden_size,
-                           intermediate_size=3 * args.hidden_size, num_layers=args.layers, num_heads=4,
-                           num_kv_heads=4, init_std=0.02, text_pieces=pieces, n_action_bins=n_bins,
-                           vocab_size=max(640, PIECE_OFFSET + len(pieces) + n_bins))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        model = TinyVLA(config, stats)
+    if args.resume:
+        model = TinyVLA.load(args.out)
+        config = model.config
+    else:
+        pieces = prompt_pieces(sorted(set(data.instructions)))  # the data's words become single tokens
+        n_bins = 256
+        config = TinyVLAConfig(image_size=args.image_size, patch_size=args.patch_size, vision_dim=args.hidden_size,
+                               vision_layers=args.vision_layers, hidden_size=args.hidden_size,
+                               intermediate_size=3 * args.hidden_size, num_layers=args.layers, num_heads=4,
+                               num_kv_heads=4, init_std=0.02, text_pieces=pieces, n_action_bins=n_bins,
+                               vocab_size=max(640, PIECE_OFFSET + len(pieces) + n_bins))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            model = TinyVLA(config, stats)
     print(f"{len(data)} frames from {int(data.episode_index.max()) + 1} episodes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                   label_sigma_bins=args.label_sigma, shift_pixels=args.shift)
-    losses = train_vla(model, data, train_config, checkpoint=lambda step: model.save(args.out))
-    model.save(args.out)
+
+    def save(optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
+        model.save(args.out)
+        save_training_state(args.out, optimizer, state)
+
+    losses = train_vla(model, data, train_config, checkpoint=save, resume_from=args.out if args.resume else None)
     report = {"command": "train-vla", "demos": str(args.demos), "frames": len(data),
               "episodes": int(data.episode_index.max()) + 1, "config": config.to_dict(),
               "train": vars(train_config), "wall_s": round(time.monotonic() - started, 1),
@@ -69,8 +80,11 @@ def run_train_vla(args: argparse.Namespace) -> int:
 
 def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, required=True, help="target VLA checkpoint folder")
-    parser.add_argument("--demos", type=Path, required=True,
-                        help="observations: a folder of simulation demonstrations (*.npz)")
+    parser.add_argument("--data", "--demos", dest="data", type=Path, required=True,
+                        help="observations: simulation demonstrations (*.npz folder), an image folder with "
+                             "manifest.json/.csv, or a rosbag2 bag (folder or .mcap/.db3)")
+    parser.add_argument("--camera-topic", default="/camera/image_raw", help="camera topic, for bags")
+    parser.add_argument("--task-topic", default="/vla/instruction", help="task (std_msgs/String) topic, for bags")
     parser.add_argument("--out", type=Path, required=True, help="draft head checkpoint folder to write")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--frames", type=int, default=400, help="observations to collect target sequences from")
@@ -79,32 +93,35 @@ def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relax-bins", type=int, default=3, help="r evaluated beside r = 0")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run saved in --out (head, optimizer, step, evaluations) up to --steps")
 
 
 def run_train_draft(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
+    from tqdm import tqdm
 
     from specvla_ros.core.config import DecoderConfig
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.draft_head import DraftHead
     from specvla_ros.core.loading import load_backbone
-    from specvla_ros.training.datasets import load_demo_folder
+    from specvla_ros.training.checkpointing import TrainingState, load_training_state, save_training_state
+    from specvla_ros.training.datasets import load_observations
     from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
     from specvla_ros.training.report import write_report
 
     started = time.monotonic()
     target = load_backbone(args.target)
-    data = load_demo_folder(args.demos)
+    data = load_observations(args.data, args.camera_topic, args.task_topic)
     rng = np.random.default_rng(args.seed)
     picked = rng.choice(len(data), size=min(len(data), args.frames + args.held_out), replace=False)
     train_idx, eval_idx = picked[args.held_out:], picked[: args.held_out]
     sequences = [collect_sequence(target, data.images[i], data.instructions[i]) for i in train_idx]
     print(f"collected {len(sequences)} target sequences ({time.monotonic() - started:.0f} s)")
-    head = DraftHead.random(target, args.seed)
+    head = DraftHead.load(args.out, target) if args.resume else DraftHead.random(target, args.seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.0)
-    evaluations: list[dict] = []
-    losses: list[float] = []
+    state = load_training_state(args.out, optimizer) if args.resume else TrainingState()
 
     def evaluate(step: int) -> None:
         row = {"step": step}
@@ -113,18 +130,27 @@ def run_train_draft(args: argparse.Namespace) -> int:
             row[f"acceptance_length_r{relax}"] = float(np.mean(
                 [decoder.decode(data.images[i], data.instructions[i]).stats.mean_acceptance_length
                  for i in eval_idx]))
-        evaluations.append(row)
-        print(f"step {step}: loss {np.mean(losses[-50:]) if losses else float('nan'):.3f}, held-out acceptance "
-              + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in row.items() if k != "step"))
+        state.evaluations.append(row)
+        recent = np.mean(state.losses[-50:]) if state.losses else float("nan")
+        print(f"step {step}/{args.steps}: loss {recent:.3f}, held-out acceptance "
+              + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in row.items() if k != "step"), flush=True)
 
-    evaluate(0)
-    for start in range(0, args.steps, args.eval_every):
-        chunk = min(args.eval_every, args.steps - start)
-        losses += train_draft_head(head, sequences[start % len(sequences):] + sequences[:start % len(sequences)],
-                                   steps=chunk, seed=args.seed + start, optimizer=optimizer)
-        evaluate(start + chunk)
+    if not state.evaluations:
+        evaluate(0)
+    progress = tqdm(total=args.steps, initial=state.step, desc="train-draft", unit="step", disable=None)
+    while state.step < args.steps:
+        chunk = min(args.eval_every - state.step % args.eval_every, args.steps - state.step)
+        offset = state.step % len(sequences)
+        state.losses += train_draft_head(head, sequences[offset:] + sequences[:offset], steps=chunk,
+                                         seed=args.seed + state.step, optimizer=optimizer)
+        state.step += chunk
+        progress.update(chunk)
+        evaluate(state.step)
         head.save(args.out)
-    report = {"command": "train-draft", "target": str(args.target), "demos": str(args.demos),
+        save_training_state(args.out, optimizer, state)
+    progress.close()
+    losses, evaluations = state.losses, state.evaluations
+    report = {"command": "train-draft", "target": str(args.target), "data": str(args.data),
               "train_frames": len(train_idx), "held_out_frames": len(eval_idx), "steps": args.steps,
               "wall_s": round(time.monotonic() - started, 1)}
     write_report(args.out, report, losses, evaluations, title="draft head: EAGLE loss")

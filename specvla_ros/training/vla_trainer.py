@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
 from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.training.checkpointing import TrainingState, load_training_state
 from specvla_ros.training.datasets import DemoFrames, normalize_actions
 
 
@@ -70,10 +73,9 @@ def soft_targets(tokens: torch.Tensor, vocab_size: int, first_action: int, sigma
     return targets
 
 
-def _near_hits(log_probs: torch.Tensor, targets: torch.Tensor, bins: int = 3) -> np.ndarray:
-    """Per action dimension, the fraction of the batch whose argmax is within `bins` of the target's mode."""
-    distance = (log_probs.argmax(-1) - targets.argmax(-1)).abs()
-    return (distance <= bins).float().mean(0).cpu().numpy()
+def _bin_errors(log_probs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Per action dimension, the batch's mean distance in bins between the argmax and the target's mode."""
+    return (log_probs.argmax(-1) - targets.argmax(-1)).abs().float().mean(0).cpu().numpy()
 
 
 def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[str], tokens: np.ndarray
@@ -100,25 +102,38 @@ def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[st
     return embeds, mask, torch.stack(predict_at).to(device)
 
 
+def learning_rate(step: int, config: VLATrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero at `config.steps` (a function of the step: resumable)."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps)
+    return config.lr * warmup * 0.5 * (1 + np.cos(np.pi * step / config.steps))
+
+
 def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
               log: Callable[[str], None] = print,
-              checkpoint: Callable[[int], None] | None = None) -> list[float]:
-    """Train in place; returns the loss per step. The model's norm_stats must already describe `data`.
+              checkpoint: Callable[[torch.optim.Optimizer, TrainingState], None] | None = None,
+              resume_from: Path | None = None) -> list[float]:
+    """Train in place; returns the loss of every step run so far (resumed ones included).
 
-    `checkpoint(step)` is called every `config.checkpoint_every` steps (in eval mode), e.g. to save.
+    The model's norm_stats must already describe `data`. `checkpoint(optimizer, state)` is called
+    every `config.checkpoint_every` steps and at the end (in eval mode), e.g. to save. With
+    `resume_from`, the optimizer state and step saved there by `save_training_state` are restored
+    (the model's weights must already be loaded from the same folder).
     """
-    rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     tokens = model.action_tokenizer.encode(normalize_actions(data.actions, model.norm_stats))
     pixels = resize_images(model, data.images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) * 0.5 * (1 + np.cos(np.pi * s / config.steps)))
+    state = load_training_state(resume_from, optimizer) if resume_from is not None else TrainingState()
+    rng = np.random.default_rng([config.seed, state.step])  # a resumed run draws fresh, seeded batches
     model.train()
-    losses: list[float] = []
-    hits: list[np.ndarray] = []
+    bin_errors: list[np.ndarray] = []
     started = time.monotonic()
-    for step in range(config.steps):
+    progress = tqdm(range(state.step, config.steps), initial=state.step, total=config.steps, desc="train-vla",
+                    unit="step", disable=None)
+    say = progress.write if not progress.disable else log
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
         index = rng.choice(len(data), size=config.batch_size, replace=False)
         batch_pixels = shift_images(pixels[torch.as_tensor(index)], config.shift_pixels, rng)
         embeds, mask, predict_at = _batch_sequences(
@@ -133,17 +148,18 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        hits.append(_near_hits(log_probs, targets))
-        if (step + 1) % config.log_every == 0:
-            recent = np.mean(losses[-config.log_every:])
-            near = np.mean(hits[-config.log_every:], axis=0)
-            log(f"step {step + 1}/{config.steps}  loss {recent:.3f}  argmax within 3 bins "
-                + " ".join(f"{value:.0%}" for value in near) + f"  ({time.monotonic() - started:.0f} s)")
-        if checkpoint is not None and (step + 1) % config.checkpoint_every == 0:
+        state.losses.append(loss.item())
+        state.step = step + 1
+        bin_errors.append(_bin_errors(log_probs, targets))
+        progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if state.step % config.log_every == 0:
+            recent = np.mean(state.losses[-config.log_every:])
+            errors = np.mean(bin_errors[-config.log_every:], axis=0)
+            say(f"step {state.step}/{config.steps}  loss {recent:.3f}  |bin error| "
+                + " ".join(f"{value:.0f}" for value in errors) + f"  ({time.monotonic() - started:.0f} s)")
+        if checkpoint is not None and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
             model.eval()
-            checkpoint(step + 1)
+            checkpoint(optimizer, state)
             model.train()
     model.eval()
-    return losses
+    return state.losses

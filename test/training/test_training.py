@@ -113,3 +113,82 @@ def test_shift_images_moves_content_and_keeps_shape() -> None:
     spots = [tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted]
     assert all(4 <= y <= 8 and 4 <= x <= 8 for y, x in spots) and len(set(spots)) > 3
     assert torch.equal(shift_images(pixels, 0, np.random.default_rng(0)), pixels)
+
+
+def test_train_vla_resumes_where_it_stopped(demo_folder, tmp_path) -> None:
+    out = tmp_path / "target"
+    common = ["train-vla", "--demos", str(demo_folder), "--out", str(out), "--batch-size", "4", "--image-size",
+              "32", "--patch-size", "16", "--hidden-size", "32", "--layers", "1"]
+    assert cli_main([*common, "--steps", "6"]) == 0
+    first = json.loads((out / "training_state.json").read_text())
+    assert first["step"] == 6 and len(first["losses"]) == 6
+    assert cli_main([*common, "--steps", "10", "--resume"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["losses"]) == 10 and report["losses"][:6] == first["losses"]
+    assert json.loads((out / "training_state.json").read_text())["step"] == 10
+
+
+def test_optimizer_state_round_trips_without_pickle(tmp_path) -> None:
+    import torch
+
+    from specvla_ros.core.errors import CheckpointError
+    from specvla_ros.training.checkpointing import TrainingState, load_training_state, save_training_state
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    save_training_state(tmp_path, optimizer, TrainingState(step=1, losses=[0.5]))
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.bin"))
+    again = torch.optim.AdamW(model.parameters(), lr=0.01)
+    assert load_training_state(tmp_path, again) == TrainingState(step=1, losses=[0.5])
+    for before, after in zip(optimizer.state.values(), again.state.values(), strict=True):
+        torch.testing.assert_close(before["exp_avg_sq"], after["exp_avg_sq"])
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_training_state(tmp_path, torch.optim.AdamW(torch.nn.Linear(4, 2).parameters()))
+    with pytest.raises(CheckpointError, match="start without --resume"):
+        load_training_state(tmp_path / "empty", again)
+
+
+def test_train_draft_from_an_image_folder_and_resume(demo_folder, tmp_path) -> None:
+    from PIL import Image
+
+    from specvla_ros.training.datasets import load_observations
+
+    frames = load_demo_folder(demo_folder)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rows = []
+    for index in range(0, 24, 2):
+        Image.fromarray(frames.images[index]).save(folder / f"{index:03d}.png")
+        rows.append({"image": f"{index:03d}.png", "instruction": frames.instructions[index]})
+    (folder / "manifest.json").write_text(json.dumps(rows))
+    loaded = load_observations(folder)
+    assert len(loaded) == 12 and np.array_equal(loaded.images[1], frames.images[2])
+
+    target_dir, draft_dir = tmp_path / "target", tmp_path / "draft"
+    target, _ = make_pair(5)
+    target.save(target_dir)
+    common = ["train-draft", "--target", str(target_dir), "--data", str(folder), "--out", str(draft_dir),
+              "--frames", "8", "--held-out", "4", "--eval-every", "5"]
+    assert cli_main([*common, "--steps", "5"]) == 0
+    assert cli_main([*common, "--steps", "10", "--resume"]) == 0
+    report = json.loads((draft_dir / "report.json").read_text())
+    assert [e["step"] for e in report["evaluations"]] == [0, 5, 10] and len(report["losses"]) == 10
+
+
+@pytest.mark.parametrize("manifest, reason", [
+    ("[{\"image\": \"missing.png\", \"instruction\": \"pick\"}]", "cannot read image"),
+    ("[{\"image\": \"x.png\"}]", "needs a non-empty 'image' and 'instruction'"),
+    ("{\"image\": 1}", "must be a list"),
+    ("[]", "lists no images"),
+])
+def test_bad_image_folders_fail_clearly(tmp_path, manifest, reason) -> None:
+    from specvla_ros.core.errors import InputError
+    from specvla_ros.training.datasets import load_observations
+
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(InputError, match=reason):
+        load_observations(tmp_path)
+    with pytest.raises(InputError, match="is not a demonstrations folder"):
+        load_observations(tmp_path / "..")
