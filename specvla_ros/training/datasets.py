@@ -93,7 +93,7 @@ def load_image_folder(folder: str | Path) -> Observations:
                              f"got {row!r}")
         try:
             with Image.open(folder / image_path) as image:
-                images.append(np.asarray(image.convert("RGB")))
+                images.append(np.array(image.convert("RGB")))
         except (OSError, UnidentifiedImageError) as bad:
             raise InputError(f"manifest row {number}: cannot read image {folder / image_path} ({bad})") from None
         instructions.append(instruction)
