@@ -26,6 +26,15 @@ class ClosedLoopResult:
     wall_s: float = 0.0
 
 
+def _report_new(records: list[EpisodeRecord], reported: int,
+                on_episode: Callable[[EpisodeRecord], None] | None) -> int:
+    """Hand records[reported:] to `on_episode`; returns how many have been reported."""
+    if on_episode is not None:
+        for record in records[reported:]:
+            on_episode(record)
+    return len(records)
+
+
 def _overrides(values: dict) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in values.items()]
 
@@ -39,8 +48,12 @@ def run_closed_loop(
     bridge_parameters: dict | None = None,
     timeout_s: float = 600.0,
     on_stats: Callable[[DecodeStats], None] | None = None,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
 ) -> ClosedLoopResult:
-    """Episodes through ROS: bridge publishes camera + task, node decodes and commands the sim."""
+    """Episodes through ROS: bridge publishes camera + task, node decodes and commands the sim.
+
+    `on_stats` sees every DecodeStats message, `on_episode` every finished episode, as they happen.
+    """
     context = Context()
     rclpy.init(context=context)
     node = bridge = None
@@ -59,8 +72,11 @@ def run_closed_loop(
         executor.add_node(node)
         executor.add_node(bridge)
         started = time.monotonic()
+        reported = 0
         while not bridge.finished and time.monotonic() - started < timeout_s:
             executor.spin_once(timeout_sec=0.05)
+            reported = _report_new(bridge.records, reported, on_episode)
+        _report_new(bridge.records, reported, on_episode)
         result.wall_s = time.monotonic() - started
         executor.shutdown()
         return result
