@@ -20,7 +20,8 @@ def _node(args: argparse.Namespace, rest: list[str]) -> int:
 def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     from specvla_ros.ros.demo import run_demo
 
-    return run_demo(seconds=args.seconds, relax_bins=args.relax_bins, mode=args.mode, max_steps=args.max_steps)
+    return run_demo(seconds=args.seconds, relax_bins=args.relax_bins, mode=args.mode, max_steps=args.max_steps,
+                    episodes_per_task=args.episodes_per_task)
 
 
 def _lazy(module: str, function: str) -> Callable[[argparse.Namespace, list[str]], int]:
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job on the embedded default (what `make demo` runs)",
         description="Start the node on the embedded default model with a camera and a task over real "
                     "DDS topics (loopback), print live decode statistics and a summary.")
-    demo.add_argument("--seconds", type=float, default=60.0, help="time limit (default 60)")
-    demo.add_argument("--max-steps", type=int, default=40, help="control steps per episode (default 40)")
+    demo.add_argument("--seconds", type=float, default=300.0, help="time limit (default 300)")
+    demo.add_argument("--episodes-per-task", type=int, default=1, help="episodes of each task (default 1)")
+    demo.add_argument("--max-steps", type=int, default=0,
+                      help="control steps per episode (default 0: each task's own budget)")
     demo.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
     demo.add_argument("--relax-bins", type=int, default=3, metavar="R",
                       help="relaxed acceptance threshold in bins for all dimensions (default 3; 0 = lossless)")
@@ -84,6 +87,34 @@ def build_parser() -> argparse.ArgumentParser:
                     "acceptance length at r = 0 and --relax-bins, checkpoint after every evaluation.")
     add_train_draft_arguments(train_draft)
     train_draft.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_draft"))
+
+    from specvla_ros.bag_arguments import add_compare_arguments, add_record_arguments, add_replay_arguments
+
+    bag_record = verbs.add_parser(
+        "bag-record", help="record camera, task, command and decode stats of a run into a rosbag2 bag",
+        description="Record topics into a rosbag2 bag (sqlite3 or MCAP) as `ros2 bag record` would: raw messages, "
+                    "QoS adapted to the publishers found. With --sim, run specvla_node and the simulated tabletop "
+                    "in this process and record that run.")
+    add_record_arguments(bag_record)
+    bag_record.set_defaults(run=_lazy("specvla_ros.ros.bag_record", "run_record"))
+
+    bag_replay = verbs.add_parser(
+        "bag-replay", help="play a bag's camera + task into a running node and capture its outputs",
+        description="Publish a bag's camera and task topics over ROS at recorded timing (--rate) or in lockstep "
+                    "with the node (--lockstep: each frame waits for the node's answer to it), optionally "
+                    "--loop and --remap, and write the inputs plus the node's command and decode stats to --out. "
+                    "Prints a JSON summary; exit 3 when a lockstep frame went unanswered.")
+    add_replay_arguments(bag_replay)
+    bag_replay.set_defaults(run=_lazy("specvla_ros.ros.bag_replay", "run_replay"))
+
+    bag_compare = verbs.add_parser(
+        "bag-compare", help="offline A/B: AR vs Spec-VLA at r on every frame of a bag (no ROS needed)",
+        description="Decode every camera frame of a bag twice, plain autoregressive and Spec-VLA at --relax-bins, "
+                    "and write report.json, report.md, deviation.png and timeline.png: per-dimension action "
+                    "deviation in bins and in the action's units, fraction of steps that differ, the relaxed rule "
+                    "checked at the first differing token, acceptance length and latency.")
+    add_compare_arguments(bag_compare)
+    bag_compare.set_defaults(run=_lazy("specvla_ros.bag_compare", "run"))
     return parser
 
 

@@ -1,0 +1,82 @@
+"""Command-line arguments of the bag verbs (bag-record, bag-replay, bag-compare).
+
+Kept apart from the tools, free of rclpy and torch, and outside specvla_ros.bags (whose import
+loads rosbags and OpenCV): `specvla --help` stays instant and `specvla bag-compare` runs without ROS.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
+DEFAULT_TASK_TOPIC = "/vla/instruction"
+DEFAULT_RECORD_TOPICS = (DEFAULT_CAMERA_TOPIC, DEFAULT_TASK_TOPIC, "/specvla_node/command",
+                         "/specvla_node/decode_stats")
+SIM_TASKS = ("pick", "push", "place")  # specvla_ros.sim.tasks.TASKS; not imported to keep --help fast
+
+
+def _decoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--model", type=Path, help="target checkpoint folder (default: the embedded model)")
+    parser.add_argument("--draft", type=Path, help="draft head checkpoint folder (default: the embedded one)")
+    parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
+                        help="Spec-VLA threshold in bins: one value or 7 (dx dy dz droll dpitch dyaw gripper)")
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
+    parser.add_argument("--topics", nargs="+", default=list(DEFAULT_RECORD_TOPICS), metavar="TOPIC",
+                        help="topics to record (default: camera, task, and specvla_node's command and decode_stats)")
+    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3")
+    parser.add_argument("--duration", type=float, default=0.0, metavar="S",
+                        help="stop after S seconds (default: at Ctrl-C, or when the --sim run ends)")
+    sim = parser.add_argument_group("recording a simulated run (--sim)")
+    sim.add_argument("--sim", action="store_true",
+                     help="run specvla_node + the MuJoCo tabletop in this process (lockstep) and record them")
+    _decoder_arguments(sim)
+    sim.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
+    sim.add_argument("--tasks", nargs="+", default=list(SIM_TASKS), choices=list(SIM_TASKS))
+    sim.add_argument("--episodes", type=int, default=1, help="episodes per task (default 1)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--max-steps", type=int, default=0, help="steps per episode (default 0: each task's budget)")
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="input bag (rosbag2 folder, .db3 or .mcap)")
+    parser.add_argument("--camera-topic", default=DEFAULT_CAMERA_TOPIC, help="camera topic in the bag")
+    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC, help="task topic in the bag")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--rate", type=float, default=1.0,
+                        help="recorded timing times RATE (default 1.0; 2 = twice as fast)")
+    timing.add_argument("--lockstep", action="store_true",
+                        help="as fast as the node consumes: each frame waits for the node's answer to it")
+    parser.add_argument("--wait-for", choices=("stats", "command"), default="stats",
+                        help="lockstep answer: DecodeStats (works with dry_run, default) or the first model command")
+    parser.add_argument("--node", default="/specvla_node", help="node whose outputs are awaited and captured")
+    parser.add_argument("--loop", type=int, default=1, metavar="N", help="play N times (0 = until Ctrl-C)")
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                        help="publish bag topic FROM as TO (repeatable)")
+    parser.add_argument("--out", type=Path, help="output bag: the inputs as published + the node's command and stats")
+    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output bag storage")
+    parser.add_argument("--frame-timeout", type=float, default=30.0, metavar="S",
+                        help="lockstep: give up on a frame's answer after S seconds (default 30)")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="bag with camera frames and task strings (folder, .db3 or .mcap)")
+    parser.add_argument("--camera-topic", default=DEFAULT_CAMERA_TOPIC,
+                        help=f"sensor_msgs/Image or CompressedImage topic (default {DEFAULT_CAMERA_TOPIC})")
+    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
+                        help=f"std_msgs/String topic (default {DEFAULT_TASK_TOPIC})")
+    _decoder_arguments(parser)
+    parser.add_argument("--tree-top-k", type=int, default=8, help="draft tree: nodes expanded per depth")
+    parser.add_argument("--tree-depth", type=int, default=4, help="draft tree depth")
+    parser.add_argument("--tree-total-tokens", type=int, default=50, help="draft tree: nodes verified")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--unnorm-key", default=None, help="dataset key of the action statistics")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default 0: torch's choice); latencies on a shared CPU need 1")
+    parser.add_argument("--max-frames", type=int, default=None, help="compare only the first N frames")
+    parser.add_argument("--warmup", type=int, default=1, help="frames decoded once more, untimed, first (default 1)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: report.json, report.md, deviation.png, timeline.png")
