@@ -6,29 +6,40 @@ from pathlib import Path
 import torch
 
 from specvla_ros.core import tiny_vla
+from specvla_ros.core.backbone import Backbone
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import AutoregressiveDecoder, SpeculativeDecoder, build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError
+from specvla_ros.core.openvla import is_openvla_config, load_draft_head, load_openvla
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_backbone(model_path: str | Path, device: str = "cpu", dtype: str = "float32") -> tiny_vla.TinyVLA:
-    """Read a checkpoint folder; its config.json's model_type says which loader applies."""
+def load_backbone(model_path: str | Path, device: str = "cpu", dtype: str = "float32",
+                  center_crop: bool | None = None, quantization: str | None = None) -> Backbone:
+    """Read a checkpoint folder; its config.json says which loader applies.
+
+    A tiny VLA (model_type 'specvla-tiny-vla') or an OpenVLA checkpoint in its Hugging Face layout
+    (model_type 'openvla', safetensors). center_crop and quantization ('none', '8bit', '4bit') apply
+    to OpenVLA only; None leaves them to the checkpoint's config.json (see docs/openvla.md).
+    """
     config_file = Path(model_path) / tiny_vla.CONFIG_FILE
     if not config_file.is_file():
         raise CheckpointError(f"{config_file} not found: model.path must be a checkpoint folder "
-                              f"({tiny_vla.CONFIG_FILE} + {tiny_vla.WEIGHTS_FILE})")
+                              f"({tiny_vla.CONFIG_FILE} + {tiny_vla.WEIGHTS_FILE}, or an OpenVLA folder)")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
     check_device(device)
-    model_type = tiny_vla.read_config(model_path, None).get("model_type")
+    meta = tiny_vla.read_config(model_path, None)
+    if is_openvla_config(meta):
+        return load_openvla(model_path, device=device, dtype=DTYPES[dtype], center_crop=center_crop,
+                            quantization=quantization)
+    model_type = meta.get("model_type")
     if model_type == tiny_vla.MODEL_TYPE:
         return tiny_vla.TinyVLA.load(model_path, device=device, dtype=DTYPES[dtype])
-    # OpenVLA checkpoints (Prismatic layout) get their native loader in issue #8.
     raise CheckpointError(f"{config_file}: model_type '{model_type}' is not supported; supported: "
-                          f"'{tiny_vla.MODEL_TYPE}'")
+                          f"'{tiny_vla.MODEL_TYPE}', 'openvla'")
 
 
 def check_device(device: str) -> torch.device:
@@ -45,11 +56,17 @@ def check_device(device: str) -> torch.device:
     return parsed
 
 
+def load_draft(draft_path: str | Path, backbone: Backbone) -> DraftHead:
+    """A draft head for `backbone`: this project's format or an EAGLE-layout head (safetensors)."""
+    return load_draft_head(draft_path, backbone)
+
+
 def load_decoder(model_path: str | Path, draft_path: str | Path | None, config: DecoderConfig,
-                 device: str = "cpu", dtype: str = "float32") -> AutoregressiveDecoder | SpeculativeDecoder:
-    backbone = load_backbone(model_path, device, dtype)
+                 device: str = "cpu", dtype: str = "float32", center_crop: bool | None = None,
+                 quantization: str | None = None) -> AutoregressiveDecoder | SpeculativeDecoder:
+    backbone = load_backbone(model_path, device, dtype, center_crop=center_crop, quantization=quantization)
     if config.mode == "speculative" and not draft_path:
         raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
                           "decoder.mode autoregressive)")
-    head = DraftHead.load(draft_path, backbone) if config.mode == "speculative" else None
+    head = load_draft(draft_path, backbone) if config.mode == "speculative" else None
     return build_decoder(backbone, head, config)
