@@ -283,9 +283,8 @@ def _run(args: argparse.Namespace) -> int:
     from specvla_ros.bags import BagError, read_observations
     from specvla_ros.core.config import DecoderConfig, TreeConfig
     from specvla_ros.core.decoder import build_decoder
-    from specvla_ros.core.draft_head import DraftHead
     from specvla_ros.core.errors import ConfigError
-    from specvla_ros.core.loading import load_backbone
+    from specvla_ros.core.loading import load_backbone, load_draft
 
     started = time.perf_counter()
     if args.threads > 0:
@@ -306,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
     spec_config = DecoderConfig(mode="speculative", relax_bins=relax, tree=tree, unnorm_key=args.unnorm_key)
     backbone = load_backbone(args.model, args.device, args.dtype)  # one backbone, shared by both decoders
     autoregressive = build_decoder(backbone, None, DecoderConfig(mode="autoregressive", unnorm_key=args.unnorm_key))
-    speculative = build_decoder(backbone, DraftHead.load(args.draft, backbone), spec_config)
+    speculative = build_decoder(backbone, load_draft(args.draft, backbone), spec_config)
 
     print(f"decoding {observations.camera_frames} frames of {args.bag} with AR and Spec-VLA r = "
           f"{list(spec_config.relax_bins)} ...", file=sys.stderr)

@@ -72,8 +72,9 @@ def _top_candidates(logits: torch.Tensor, k: int, tokenizer: ActionTokenizer, re
     """(rows, V) logits -> top-k (log-probs, token ids) per row, optionally among action tokens only."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     if restrict:
-        first = tokenizer.first_action_token
-        values, index = logp[:, first:].topk(min(k, logp.shape[1] - first), dim=-1)
+        # Only the action range: a padded vocabulary (OpenVLA's 32064 rows) has unused ids above it.
+        first, end = tokenizer.first_action_token, tokenizer.vocab_size
+        values, index = logp[:, first:end].topk(min(k, end - first), dim=-1)
         return values, index + first
     return logp.topk(k, dim=-1)
 

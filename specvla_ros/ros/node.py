@@ -128,8 +128,11 @@ class SpecVLANode(Node):
             raise SpecVLAError("parameter model.path is empty: point it at a checkpoint folder "
                                "(see config/arm.yaml)")
         self.get_logger().info(f"loading model from {path} on {self._param('model.device')}")
+        crop = {"auto": None, "true": True, "false": False}[self._param("model.center_crop")]
+        quantization = self._param("model.quantization")
         return load_decoder(path, self._param("model.draft_path") or None, self._decoder_config,
-                            device=self._param("model.device"), dtype=self._param("model.dtype"))
+                            device=self._param("model.device"), dtype=self._param("model.dtype"),
+                            center_crop=crop, quantization=None if quantization == "auto" else quantization)
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self._param(spec.name) for spec in SPECS}

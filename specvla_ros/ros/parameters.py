@@ -69,6 +69,11 @@ SPECS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("model.unnorm_key", "", "Dataset key of the action statistics in the checkpoint; empty = the only one.",
               read_only=True),
+    ParamSpec("model.center_crop", "auto", "OpenVLA only: centre crop before resizing, as for LIBERO fine-tunes "
+              "(auto = what the checkpoint's config.json says).", choices=("auto", "true", "false"), read_only=True),
+    ParamSpec("model.quantization", "auto", "OpenVLA only: load the language model in 8 or 4 bit (needs "
+              "bitsandbytes and CUDA); auto = what the checkpoint's config.json says, else none.",
+              choices=("auto", "none", "8bit", "4bit"), read_only=True),
     # decoder
     ParamSpec("decoder.mode", "speculative", "speculative (Spec-VLA) or autoregressive (plain greedy).",
               choices=DECODER_MODES, read_only=True),
