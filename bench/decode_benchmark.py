@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""AR greedy vs speculative (r = 0) vs Spec-VLA (r > 0), side by side on the same observations.
+
+    .venv/bin/python bench/decode_benchmark.py --out out/bench/decode            # bundled pair, sim frames
+    .venv/bin/python bench/decode_benchmark.py --model DIR --draft DIR --data BAG_OR_FOLDER --out DIR
+    .venv/bin/python bench/decode_benchmark.py --sweep --out DIR                 # also sweep tree sizes
+
+Every observation is decoded by every mode in one process, in an order rotated per observation,
+after a warm-up; each timing is the median of --repeats decodes. Speedups are ratios per
+observation (AR time / mode time), then the median over observations: these machines are noisy,
+so only same-run ratios count. Writes results.json, results.md and three PNGs to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specvla_ros.core.config import DecoderConfig, TreeConfig
+from specvla_ros.core.decoder import ActionResult, build_decoder
+from specvla_ros.core.loading import load_backbone, load_draft
+
+PHASES = ("prefill_ms", "draft_ms", "verify_ms", "total_ms")
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    config: DecoderConfig
+
+
+@dataclass
+class ModeRun:
+    """Everything measured for one mode: per observation, in observation order."""
+
+    mode: Mode
+    results: list[ActionResult] = field(default_factory=list)
+    median_ms: list[dict[str, float]] = field(default_factory=list)
+
+
+def sim_observations(count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+    """Frames the scripted expert sees on the three tabletop tasks: realistic inputs for the tiny VLA."""
+    from specvla_ros.sim.demos import record_episode
+    from specvla_ros.sim.env import TabletopEnv
+    from specvla_ros.sim.expert import ScriptedExpert
+
+    images: list[np.ndarray] = []
+    instructions: list[str] = []
+    with TabletopEnv() as env:
+        expert = ScriptedExpert(env.config.scene, env.config.limits)
+        for episode in itertools.count():
+            if len(images) >= count:
+                break
+            task = ("pick", "push", "place")[episode % 3]
+            recorded = record_episode(env, expert, seed + episode, task)
+            stride = max(1, len(recorded) // 8)  # a few frames from every phase of the episode
+            for frame in recorded.images[::stride]:
+                images.append(frame)
+                instructions.append(recorded.instruction)
+    return images[:count], instructions[:count]
+
+
+def load_observations(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str]]:
+    if args.data is None:
+        return sim_observations(args.frames, args.seed)
+    from specvla_ros.training.datasets import load_observations as load_source
+
+    data = load_source(args.data, args.camera_topic, args.task_topic)
+    picked = np.random.default_rng(args.seed).choice(len(data), size=min(args.frames, len(data)), replace=False)
+    return [data.images[i] for i in picked], [data.instructions[i] for i in picked]
+
+
+def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: TreeConfig) -> list[Mode]:
+    modes = [Mode("AR", DecoderConfig(mode="autoregressive")),
+             Mode("SD r=0", DecoderConfig(relax_bins=0, tree=tree))]
+    modes += [Mode(f"Spec-VLA r={r}", DecoderConfig(relax_bins=r, tree=tree)) for r in relax_values if r > 0]
+    if per_dimension:
+        label = ",".join(map(str, per_dimension))
+        modes.append(Mode(f"Spec-VLA r=({label})", DecoderConfig(relax_bins=tuple(per_dimension), tree=tree)))
+    return modes
+
+
+def run_modes(target, head, modes: list[Mode], images, instructions, repeats: int, warmup: int) -> list[ModeRun]:
+    """Decode every observation with every mode; the mode order rotates per observation."""
+    decoders = [build_decoder(target, head if m.config.mode == "speculative" else None, m.config) for m in modes]
+    for decoder in decoders:
+        for index in range(min(warmup, len(images))):
+            decoder.decode(images[index], instructions[index])
+    runs = [ModeRun(mode) for mode in modes]
+    for index, (image, instruction) in enumerate(zip(images, instructions, strict=True)):
+        order = np.roll(np.arange(len(modes)), -index)
+        for position in order:
+            results = [decoders[position].decode(image, instruction) for _ in range(repeats)]
+            runs[position].results.append(results[0])
+            runs[position].median_ms.append(
+                {phase: statistics.median(getattr(r.stats, phase) for r in results) for phase in PHASES})
+    return runs
+
+
+def percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
+    """One table row: work, latency distribution, per-observation speedup vs AR, deviation from AR."""
+    stats = [r.stats for r in run.results]
+    total = [m["total_ms"] for m in run.median_ms]
+    decode = [m["total_ms"] - m["prefill_ms"] for m in run.median_ms]
+    ar_total = [m["total_ms"] for m in reference.median_ms]
+    ar_decode = [m["total_ms"] - m["prefill_ms"] for m in reference.median_ms]
+    bins = np.array([r.bins for r in run.results])
+    ar_bins = np.array([r.bins for r in reference.results])
+    actions = np.array([r.action for r in run.results])
+    ar_actions = np.array([r.action for r in reference.results])
+    verify_steps = [len(s.accepted_per_step) for s in stats]
+    row = {
+        "mode": run.mode.name,
+        "relax_bins": list(run.mode.config.relax_bins) if run.mode.config.mode == "speculative" else None,
+        "acceptance_length": float(np.mean([s.mean_acceptance_length for s in stats])),
+        "accepted_drafts_per_verify": float(np.sum([sum(s.accepted_per_step) for s in stats])
+                                            / max(1, np.sum(verify_steps))),
+        "target_forwards_per_action": float(np.mean([s.target_forward_passes for s in stats])),
+        "speedup_end_to_end": float(np.median(np.divide(ar_total, total))),
+        "speedup_decode_phase": float(np.median(np.divide(ar_decode, decode))),
+        "steps_differing_from_ar": float(np.mean(np.any(bins != ar_bins, axis=1))),
+        "max_bin_deviation": np.abs(bins - ar_bins).max(axis=0).tolist(),
+        "mean_bin_deviation": np.abs(bins - ar_bins).mean(axis=0).tolist(),
+        "mean_abs_deviation_units": np.abs(actions - ar_actions).mean(axis=0).tolist(),
+        "bin_width_units": bin_width.tolist(),
+        "acceptance_lengths": [s.mean_acceptance_length for s in stats],
+        "total_ms_series": total,
+    }
+    for phase in PHASES:
+        values = [m[phase] for m in run.median_ms]
+        row[f"{phase[:-3]}_p50_ms"] = percentile(values, 50)
+        row[f"{phase[:-3]}_p95_ms"] = percentile(values, 95)
+    return row
+
+
+def tree_sweep(target, head, images, instructions, relax: int, repeats: int,
+               grid: list[tuple[int, int, int]]) -> list[dict]:
+    """End-to-end speedup vs AR for a grid of (top_k, depth, total_tokens) at one r (a coarse search)."""
+    rows = []
+    for top_k, depth, total in grid:
+        tree = TreeConfig(top_k=top_k, depth=depth, total_tokens=total)
+        modes = [Mode("AR", DecoderConfig(mode="autoregressive")),
+                 Mode("Spec-VLA", DecoderConfig(relax_bins=relax, tree=tree))]
+        ar, spec = run_modes(target, head, modes, images, instructions, repeats, warmup=1)
+        summary = summarize(spec, ar, np.ones(7))
+        rows.append({"top_k": top_k, "depth": depth, "total_tokens": total,
+                     "speedup_end_to_end": summary["speedup_end_to_end"],
+                     "acceptance_length": summary["acceptance_length"],
+                     "total_p50_ms": summary["total_p50_ms"]})
+    return sorted(rows, key=lambda row: -row["speedup_end_to_end"])
+
+
+def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
+    lines = [f"# Decode benchmark: {meta['model']}", "",
+             f"{meta['observations']} observations ({meta['source']}), {meta['repeats']} repeats each, "
+             f"tree top_k {meta['tree']['top_k']} / depth {meta['tree']['depth']} / total "
+             f"{meta['tree']['total_tokens']}, {meta['device']} ({meta['machine']}, {meta['threads']} threads). "
+             "Speedups: per-observation ratio vs AR, median.", "",
+             "| mode | acceptance length | accepted drafts / verify | target forwards / action | prefill p50 | "
+             "draft p50 | verify p50 | total p50 / p95 (ms) | decode-phase speedup | end-to-end speedup | "
+             "steps ≠ AR | max bin deviation (x y z roll pitch yaw grip) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['mode']} | {row['acceptance_length']:.2f} | {row['accepted_drafts_per_verify']:.2f} | "
+            f"{row['target_forwards_per_action']:.2f} | {row['prefill_p50_ms']:.2f} | {row['draft_p50_ms']:.2f} | "
+            f"{row['verify_p50_ms']:.2f} | {row['total_p50_ms']:.2f} / {row['total_p95_ms']:.2f} | "
+            f"{row['speedup_decode_phase']:.2f}x | {row['speedup_end_to_end']:.2f}x | "
+            f"{100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} |")
+    lines += ["", "Mean action deviation from AR in metric units (m, rad; gripper 0..1):", "",
+              "| mode | dx | dy | dz | droll | dpitch | dyaw | gripper |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows[1:]:
+        lines.append(f"| {row['mode']} | " + " | ".join(f"{v:.2e}" for v in row["mean_abs_deviation_units"]) + " |")
+    if sweep:
+        lines += ["", f"Tree sweep at r = {meta['sweep_relax']} (best first):", "",
+                  "| top_k | depth | total_tokens | acceptance length | total p50 ms | end-to-end speedup |",
+                  "|---|---|---|---|---|---|"]
+        for row in sweep[:10]:
+            lines.append(f"| {row['top_k']} | {row['depth']} | {row['total_tokens']} | {row['acceptance_length']:.2f} "
+                         f"| {row['total_p50_ms']:.2f} | {row['speedup_end_to_end']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(rows: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [out / "speedup_vs_r.png", out / "acceptance_hist.png", out / "latency_breakdown.png"]
+    names = [row["mode"] for row in rows]
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    axis.bar(names, [row["speedup_end_to_end"] for row in rows], color="tab:blue", label="end to end")
+    axis.plot(names, [row["speedup_decode_phase"] for row in rows], "o-", color="tab:orange", label="decode phase")
+    axis.axhline(1.0, color="grey", lw=0.8)
+    axis.set_ylabel("speedup vs AR (median ratio)")
+    axis.legend()
+    axis.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    for row in rows[1:]:
+        axis.hist(row["acceptance_lengths"], bins=np.arange(0.75, 7.5, 0.25), alpha=0.5, label=row["mode"])
+    axis.set_xlabel("acceptance length per observation (tokens per target forward)")
+    axis.set_ylabel("observations")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    bottom = np.zeros(len(rows))
+    for phase in ("prefill", "draft", "verify"):
+        values = np.array([row[f"{phase}_p50_ms"] for row in rows])
+        axis.bar(names, values, bottom=bottom, label=phase)
+        bottom += values
+    axis.set_ylabel("ms per action (median of each phase)")
+    axis.legend()
+    axis.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="target checkpoint (default: the embedded pair)")
+    parser.add_argument("--draft", type=Path, help="draft head checkpoint (default: the embedded pair's)")
+    parser.add_argument("--data", type=Path, help="observations: demos folder, image folder or bag (default: sim)")
+    parser.add_argument("--camera-topic", default="/camera/image_raw")
+    parser.add_argument("--task-topic", default="/vla/instruction")
+    parser.add_argument("--frames", type=int, default=60, help="observations (default 60)")
+    parser.add_argument("--relax", type=int, nargs="+", default=[1, 2, 3], help="r values beside 0 (default 1 2 3)")
+    parser.add_argument("--per-dimension", type=int, nargs=7, metavar="R", help="also one per-dimension r")
+    parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--total-tokens", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3, help="decodes per observation and mode (median)")
+    parser.add_argument("--sweep", action="store_true", help="also sweep tree sizes at the largest --relax")
+    parser.add_argument("--sweep-frames", type=int, default=12)
+    parser.add_argument("--sweep-top-k", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--sweep-depth", type=int, nargs="+", default=[2, 3, 4, 6])
+    parser.add_argument("--sweep-total", type=int, nargs="+", default=[8, 16, 32, 50])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model is None:
+        from specvla_ros.embedded_model import embedded_model
+
+        embedded = embedded_model()
+        args.model, args.draft = embedded.target_path, embedded.draft_path
+        print(f"model: {embedded.description}", file=sys.stderr)
+    started = time.perf_counter()
+    target = load_backbone(str(args.model), device=args.device, dtype=args.dtype)
+    head = load_draft(args.draft, target)
+    images, instructions = load_observations(args)
+    tree = TreeConfig(top_k=args.top_k, depth=args.depth, total_tokens=args.total_tokens)
+    modes = build_modes(args.relax, args.per_dimension, tree)
+    print(f"{len(images)} observations x {len(modes)} modes x {args.repeats} repeats ...", file=sys.stderr)
+    with torch.inference_mode():
+        runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3)
+        rows = [summarize(run, runs[0], action_bin_width(target)) for run in runs]
+        sweep = []
+        if args.sweep:
+            count = min(args.sweep_frames, len(images))
+            grid = [(k, d, t) for k in args.sweep_top_k for d in args.sweep_depth for t in args.sweep_total if t >= k]
+            sweep = tree_sweep(target, head, images[:count], instructions[:count], max(args.relax), args.repeats,
+                               grid)
+    meta = {"model": str(args.model), "draft": str(args.draft), "observations": len(images),
+            "source": str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)",
+            "repeats": args.repeats,
+            "tree": {"top_k": tree.top_k, "depth": tree.depth, "total_tokens": tree.total_tokens},
+            "device": args.device, "dtype": args.dtype, "machine": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "sweep_relax": max(args.relax) if args.sweep else None,
+            "wall_s": round(time.perf_counter() - started, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"meta": meta, "modes": rows, "sweep": sweep}, indent=1) + "\n")
+    table = markdown(meta, rows, sweep)
+    (args.out / "results.md").write_text(table)
+    pictures = plots(rows, args.out)
+    print(table)
+    print(f"written: {args.out / 'results.json'}, {args.out / 'results.md'}, " + ", ".join(map(str, pictures)))
+    return 0
+
+
+def action_bin_width(target) -> np.ndarray:
+    """Metric width of one bin per dimension (the bins split [-1, 1] into n_bins - 1 equal parts)."""
+    from specvla_ros.core.action_tokenizer import NormStats
+
+    stats = NormStats.from_checkpoint(target.norm_stats, None)
+    ones = stats.unnormalize(np.full(7, 2.0 / (target.action_tokenizer.n_bins - 1))) - stats.unnormalize(np.zeros(7))
+    return np.abs(ones)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
