@@ -22,6 +22,8 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vision-layers", type=int, default=1)
+    parser.add_argument("--vision-stem", choices=("patch", "conv"), default="conv",
+                        help="patch: one linear map per patch; conv: a small CNN (default)")
     parser.add_argument("--label-sigma", type=float, default=1.5,
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
     parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
@@ -55,7 +57,8 @@ def run_train_vla(args: argparse.Namespace) -> int:
                                vision_layers=args.vision_layers, hidden_size=args.hidden_size,
                                intermediate_size=3 * args.hidden_size, num_layers=args.layers, num_heads=4,
                                num_kv_heads=4, init_std=0.02, text_pieces=pieces, n_action_bins=n_bins,
-                               vocab_size=max(640, PIECE_OFFSET + len(pieces) + n_bins))
+                               vocab_size=max(640, PIECE_OFFSET + len(pieces) + n_bins),
+                               vision_stem=args.vision_stem)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(args.seed)
             model = TinyVLA(config, stats)

@@ -180,3 +180,16 @@ def test_checkpoint_keeps_its_text_pieces(tmp_path) -> None:
     assert loaded.text_tokenizer.prompt_ids(TASK) == model.text_tokenizer.prompt_ids(TASK)
     with torch.inference_mode():
         torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
+
+
+def test_conv_stem_gives_the_same_token_grid_and_round_trips(tmp_path) -> None:
+    from dataclasses import replace
+
+    config = replace(SMALL, vision_stem="conv")
+    model = TinyVLA.random(config, 4)
+    features = model.vision(model.preprocess(IMAGE))
+    assert features.shape == (config.num_patches, config.vision_dim)
+    loaded = TinyVLA.load(model.save(tmp_path / "conv"))
+    assert loaded.config.vision_stem == "conv"
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
