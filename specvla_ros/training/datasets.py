@@ -17,7 +17,6 @@ from typing import Sequence
 import numpy as np
 
 from specvla_ros.core.errors import InputError
-from specvla_ros.sim.demos import load_episode
 
 
 @dataclass
@@ -35,6 +34,8 @@ class DemoFrames:
 
 def load_demo_folder(folder: str | Path, max_episodes: int | None = None) -> DemoFrames:
     """Every `*.npz` episode in `folder` (as written by `python -m specvla_ros.sim.demos`)."""
+    from specvla_ros.sim.demos import load_episode  # imports MuJoCo: only when demonstrations are read
+
     paths = sorted(Path(folder).glob("*.npz"))[:max_episodes]
     if not paths:
         raise InputError(f"no demonstrations (*.npz) in {folder}: generate them with "

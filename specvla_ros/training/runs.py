@@ -22,8 +22,8 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vision-layers", type=int, default=1)
-    parser.add_argument("--vision-stem", choices=("patch", "conv"), default="conv",
-                        help="patch: one linear map per patch; conv: a small CNN (default)")
+    parser.add_argument("--vision-stem", choices=("patch", "conv"), default="patch",
+                        help="patch: one linear map per patch (default); conv: a small CNN")
     parser.add_argument("--label-sigma", type=float, default=1.5,
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
     parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
