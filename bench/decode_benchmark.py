@@ -4,15 +4,24 @@
     .venv/bin/python bench/decode_benchmark.py --out out/bench/decode            # bundled pair, sim frames
     .venv/bin/python bench/decode_benchmark.py --model DIR --draft DIR --data BAG_OR_FOLDER --out DIR
     .venv/bin/python bench/decode_benchmark.py --sweep --out DIR                 # also sweep tree sizes
+    .venv/bin/python bench/decode_benchmark.py --temporal --out DIR              # + temporal drafting modes
 
 Every observation is decoded by every mode in one process, in an order rotated per observation,
 after a warm-up; each timing is the median of --repeats decodes. Speedups are ratios per
 observation (AR time / mode time), then the median over observations: these machines are noisy,
 so only same-run ratios count. Writes results.json, results.md and three PNGs to --out.
+
+--temporal adds temporal drafting (guesses from the previous actions) at each --temporal-relax r:
+"Temporal" (temporal branches only, no draft head) and "Spec-VLA+temporal" (both proposers). Its
+history needs consecutive frames of one episode, so observations are then taken in order (every
+frame of each simulated episode; a bag or folder in its own order), each decoder's history is
+reset at every episode start, and repeats of one frame all start from the same history.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import itertools
 import json
 import platform
@@ -27,7 +36,9 @@ import torch
 
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult, build_decoder
+from specvla_ros.core.draft_tree import SOURCE_HEAD, SOURCE_TEMPORAL
 from specvla_ros.core.loading import load_backbone, load_draft
+from specvla_ros.core.temporal_draft import TemporalDraftConfig
 
 PHASES = ("prefill_ms", "draft_ms", "verify_ms", "total_ms")
 
@@ -47,14 +58,23 @@ class ModeRun:
     median_ms: list[dict[str, float]] = field(default_factory=list)
 
 
-def sim_observations(count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
-    """Frames the scripted expert sees on the three tabletop tasks: realistic inputs for the tiny VLA."""
+def sim_observations(count: int, seed: int, consecutive: bool = False
+                     ) -> tuple[list[np.ndarray], list[str], list[int]]:
+    """Frames the scripted expert sees on the three tabletop tasks: realistic inputs for the tiny VLA.
+
+    consecutive: a run of consecutive frames from a seeded point of each of six episodes (two per
+    task; temporal drafting needs them), else a few frames from every phase of many episodes. Also
+    returns each frame's episode number.
+    """
     from specvla_ros.sim.demos import record_episode
     from specvla_ros.sim.env import TabletopEnv
     from specvla_ros.sim.expert import ScriptedExpert
 
     images: list[np.ndarray] = []
     instructions: list[str] = []
+    episodes: list[int] = []
+    rng = np.random.default_rng(seed)
+    window = max(2, -(-count // 6))
     with TabletopEnv() as env:
         expert = ScriptedExpert(env.config.scene, env.config.limits)
         for episode in itertools.count():
@@ -62,44 +82,100 @@ def sim_observations(count: int, seed: int) -> tuple[list[np.ndarray], list[str]
                 break
             task = ("pick", "push", "place")[episode % 3]
             recorded = record_episode(env, expert, seed + episode, task)
-            stride = max(1, len(recorded) // 8)  # a few frames from every phase of the episode
-            for frame in recorded.images[::stride]:
+            if consecutive:
+                start = int(rng.integers(0, max(1, len(recorded) - window + 1)))
+                frames = recorded.images[start:start + window]
+            else:
+                frames = recorded.images[::max(1, len(recorded) // 8)]  # a few frames from every phase
+            for frame in frames:
                 images.append(frame)
                 instructions.append(recorded.instruction)
-    return images[:count], instructions[:count]
+                episodes.append(episode)
+    return images[:count], instructions[:count], episodes[:count]
 
 
-def load_observations(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str]]:
+def load_observations(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str], list[int]]:
+    """Images, instructions and episode numbers (a new episode wherever the instruction changes
+    when the source does not say)."""
     if args.data is None:
-        return sim_observations(args.frames, args.seed)
+        return sim_observations(args.frames, args.seed, consecutive=args.temporal)
+    if args.data.suffix == ".npz":  # a frame set (images, instructions): numpy only, e.g. on the GPU machine
+        with np.load(args.data) as frames:
+            images, instructions = list(frames["images"]), [str(text) for text in frames["instructions"]]
+        images, instructions = images[: args.frames], instructions[: args.frames]
+        return images, instructions, episodes_by_instruction(instructions)
     from specvla_ros.training.datasets import load_observations as load_source
 
     data = load_source(args.data, args.camera_topic, args.task_topic)
-    picked = np.random.default_rng(args.seed).choice(len(data), size=min(args.frames, len(data)), replace=False)
-    return [data.images[i] for i in picked], [data.instructions[i] for i in picked]
+    count = min(args.frames, len(data))
+    if args.temporal:  # the source's own (time) order
+        picked = np.arange(count)
+    else:
+        picked = np.random.default_rng(args.seed).choice(len(data), size=count, replace=False)
+    instructions = [data.instructions[i] for i in picked]
+    return [data.images[i] for i in picked], instructions, episodes_by_instruction(instructions)
 
 
-def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: TreeConfig) -> list[Mode]:
+def episodes_by_instruction(instructions: list[str]) -> list[int]:
+    episodes, current = [], 0
+    for index, text in enumerate(instructions):
+        current += index > 0 and text != instructions[index - 1]
+        episodes.append(current)
+    return episodes
+
+
+def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: TreeConfig,
+                temporal_relax: list[int] | None = None, temporal: TemporalDraftConfig | None = None) -> list[Mode]:
+    """AR, SD r=0, Spec-VLA per r; with temporal_relax also, per r, temporal only and draft head + temporal."""
     modes = [Mode("AR", DecoderConfig(mode="autoregressive")),
              Mode("SD r=0", DecoderConfig(relax_bins=0, tree=tree))]
     modes += [Mode(f"Spec-VLA r={r}", DecoderConfig(relax_bins=r, tree=tree)) for r in relax_values if r > 0]
     if per_dimension:
         label = ",".join(map(str, per_dimension))
         modes.append(Mode(f"Spec-VLA r=({label})", DecoderConfig(relax_bins=tuple(per_dimension), tree=tree)))
+    base = temporal or TemporalDraftConfig(enabled=True)
+    for r in temporal_relax or []:
+        if r > 0 and r not in relax_values:
+            modes.append(Mode(f"Spec-VLA r={r}", DecoderConfig(relax_bins=r, tree=tree)))
+        only = dataclasses.replace(base, enabled=True, draft_head=False)
+        both = dataclasses.replace(base, enabled=True, draft_head=True)
+        modes.append(Mode(f"Temporal r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=only)))
+        modes.append(Mode(f"Spec-VLA+temporal r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=both)))
     return modes
 
 
-def run_modes(target, head, modes: list[Mode], images, instructions, repeats: int, warmup: int) -> list[ModeRun]:
-    """Decode every observation with every mode; the mode order rotates per observation."""
+def decode_repeats(decoder, image: np.ndarray, instruction: str, repeats: int) -> list[ActionResult]:
+    """`repeats` decodes of one frame; a temporal history sees the frame once (every repeat starts
+    from the history as it was before the frame)."""
+    history = getattr(decoder, "temporal", None)
+    if history is None:
+        return [decoder.decode(image, instruction) for _ in range(repeats)]
+    results = []
+    for _ in range(repeats):
+        decoder.temporal = copy.deepcopy(history)
+        results.append(decoder.decode(image, instruction))
+    return results
+
+
+def run_modes(target, head, modes: list[Mode], images, instructions, repeats: int, warmup: int,
+              episodes: list[int] | None = None) -> list[ModeRun]:
+    """Decode every observation with every mode; the mode order rotates per observation.
+
+    episodes: each observation's episode number; decoders are reset where it changes.
+    """
     decoders = [build_decoder(target, head if m.config.mode == "speculative" else None, m.config) for m in modes]
     for decoder in decoders:
         for index in range(min(warmup, len(images))):
             decoder.decode(images[index], instructions[index])
+        decoder.reset()
     runs = [ModeRun(mode) for mode in modes]
     for index, (image, instruction) in enumerate(zip(images, instructions, strict=True)):
+        if episodes is not None and index > 0 and episodes[index] != episodes[index - 1]:
+            for decoder in decoders:
+                decoder.reset()
         order = np.roll(np.arange(len(modes)), -index)
         for position in order:
-            results = [decoders[position].decode(image, instruction) for _ in range(repeats)]
+            results = decode_repeats(decoders[position], image, instruction, repeats)
             runs[position].results.append(results[0])
             runs[position].median_ms.append(
                 {phase: statistics.median(getattr(r.stats, phase) for r in results) for phase in PHASES})
@@ -122,6 +198,8 @@ def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
     actions = np.array([r.action for r in run.results])
     ar_actions = np.array([r.action for r in reference.results])
     verify_steps = [len(s.accepted_per_step) for s in stats]
+    steps = [(flags, accepted) for s in stats for flags, accepted in zip(s.path_sources, s.accepted_per_step,
+                                                                          strict=True)]
     row = {
         "mode": run.mode.name,
         "relax_bins": list(run.mode.config.relax_bins) if run.mode.config.mode == "speculative" else None,
@@ -137,6 +215,8 @@ def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
         "mean_abs_deviation_units": np.abs(actions - ar_actions).mean(axis=0).tolist(),
         "bin_width_units": bin_width.tolist(),
         "acceptance_lengths": [s.mean_acceptance_length for s in stats],
+        "temporal": run.mode.config.temporal.enabled and run.mode.config.mode == "speculative",
+        "path_sources": source_summary(steps),
         "total_ms_series": total,
     }
     for phase in PHASES:
@@ -144,6 +224,21 @@ def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
         row[f"{phase[:-3]}_p50_ms"] = percentile(values, 50)
         row[f"{phase[:-3]}_p95_ms"] = percentile(values, 95)
     return row
+
+
+def source_summary(steps: list[tuple[int, int]]) -> dict:
+    """Per proposer: share of verify steps whose accepted path it drafted, and their mean tokens per step.
+
+    A path both proposers drafted counts for both; "none" = steps that accepted no drafted token.
+    """
+    total = max(1, len(steps))
+    summary = {}
+    for name, test in (("head", lambda f: f & SOURCE_HEAD), ("temporal", lambda f: f & SOURCE_TEMPORAL),
+                       ("both", lambda f: f == SOURCE_HEAD | SOURCE_TEMPORAL), ("none", lambda f: f == 0)):
+        lengths = [accepted + 1 for flags, accepted in steps if test(flags)]
+        summary[name] = {"share_of_steps": len(lengths) / total,
+                         "acceptance_length": float(np.mean(lengths)) if lengths else None}
+    return summary
 
 
 def tree_sweep(target, head, images, instructions, relax: int, repeats: int,
@@ -184,6 +279,21 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
               "| mode | dx | dy | dz | droll | dpitch | dyaw | gripper |", "|---|---|---|---|---|---|---|---|"]
     for row in rows[1:]:
         lines.append(f"| {row['mode']} | " + " | ".join(f"{v:.2e}" for v in row["mean_abs_deviation_units"]) + " |")
+    if any(row["temporal"] for row in rows):
+        lines += ["", "Which proposer drafted the accepted path (share of verify steps, and mean tokens per verify "
+                  "step over those steps; a path both proposed counts for both):", "",
+                  "| mode | draft head: share / τ | temporal: share / τ | both | nothing accepted |",
+                  "|---|---|---|---|---|"]
+
+        def cell(part: dict) -> str:
+            length = part["acceptance_length"]
+            return f"{100 * part['share_of_steps']:.0f}% / " + (f"{length:.2f}" if length is not None else "–")
+
+        for row in rows[1:]:
+            sources = row["path_sources"]
+            lines.append(f"| {row['mode']} | {cell(sources['head'])} | {cell(sources['temporal'])} | "
+                         f"{100 * sources['both']['share_of_steps']:.0f}% | "
+                         f"{100 * sources['none']['share_of_steps']:.0f}% |")
     if sweep:
         lines += ["", f"Tree sweep at r = {meta['sweep_relax']} (best first):", "",
                   "| top_k | depth | total_tokens | acceptance length | total p50 ms | end-to-end speedup |",
@@ -242,7 +352,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="target checkpoint (default: the embedded pair)")
     parser.add_argument("--draft", type=Path, help="draft head checkpoint (default: the embedded pair's)")
-    parser.add_argument("--data", type=Path, help="observations: demos folder, image folder or bag (default: sim)")
+    parser.add_argument("--data", type=Path, help="observations: demos folder, image folder, bag, or an .npz "
+                        "with images + instructions (default: frames from the simulation)")
     parser.add_argument("--camera-topic", default="/camera/image_raw")
     parser.add_argument("--task-topic", default="/vla/instruction")
     parser.add_argument("--frames", type=int, default=60, help="observations (default 60)")
@@ -252,6 +363,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--total-tokens", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3, help="decodes per observation and mode (median)")
+    parser.add_argument("--temporal", action="store_true", help="also temporal drafting: temporal only and "
+                        "draft head + temporal at each --temporal-relax r (observations taken in episode order)")
+    parser.add_argument("--temporal-relax", type=int, nargs="+", default=None, metavar="R",
+                        help="r values for the temporal modes (default: 0 and the largest --relax)")
+    parser.add_argument("--temporal-proposals", nargs="+", default=["previous", "linear"],
+                        choices=["previous", "linear"], help="temporal guesses offered (default: both)")
+    parser.add_argument("--temporal-history", type=int, default=4, help="past actions kept (default 4)")
     parser.add_argument("--sweep", action="store_true", help="also sweep tree sizes at the largest --relax")
     parser.add_argument("--sweep-frames", type=int, default=12)
     parser.add_argument("--sweep-top-k", type=int, nargs="+", default=[2, 4, 8])
@@ -278,12 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     target = load_backbone(str(args.model), device=args.device, dtype=args.dtype)
     head = load_draft(args.draft, target)
-    images, instructions = load_observations(args)
+    images, instructions, episodes = load_observations(args)
     tree = TreeConfig(top_k=args.top_k, depth=args.depth, total_tokens=args.total_tokens)
-    modes = build_modes(args.relax, args.per_dimension, tree)
+    temporal_relax = None
+    if args.temporal:
+        temporal_relax = args.temporal_relax or sorted({0, max(args.relax)})
+    temporal = TemporalDraftConfig(enabled=True, history=args.temporal_history,
+                                   proposals=tuple(args.temporal_proposals))
+    modes = build_modes(args.relax, args.per_dimension, tree, temporal_relax, temporal)
     print(f"{len(images)} observations x {len(modes)} modes x {args.repeats} repeats ...", file=sys.stderr)
     with torch.inference_mode():
-        runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3)
+        runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3, episodes=episodes)
         rows = [summarize(run, runs[0], action_bin_width(target)) for run in runs]
         sweep = []
         if args.sweep:
@@ -292,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
             sweep = tree_sweep(target, head, images[:count], instructions[:count], max(args.relax), args.repeats,
                                grid)
     meta = {"model": str(args.model), "draft": str(args.draft), "observations": len(images),
-            "source": str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)",
+            "source": (str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)")
+            + (f", in episode order ({len(set(episodes))} episodes)" if args.temporal else ""),
+            "temporal": {"relax": temporal_relax, "proposals": list(temporal.proposals),
+                         "history": temporal.history} if args.temporal else None,
             "repeats": args.repeats,
             "tree": {"top_k": tree.top_k, "depth": tree.depth, "total_tokens": tree.total_tokens},
             "device": args.device, "dtype": args.dtype, "machine": platform.processor() or platform.machine(),
@@ -302,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "modes": rows, "sweep": sweep}, indent=1) + "\n")
     table = markdown(meta, rows, sweep)
     (args.out / "results.md").write_text(table)
-    pictures = plots(rows, args.out)
+    try:
+        pictures = plots(rows, args.out)
+    except ImportError:  # the GPU machine has no matplotlib: the JSON and markdown carry everything
+        pictures = []
     print(table)
     print(f"written: {args.out / 'results.json'}, {args.out / 'results.md'}, " + ", ".join(map(str, pictures)))
     return 0

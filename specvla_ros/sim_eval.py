@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
     parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
                         help="relaxation threshold: one value or 7 (per dimension)")
+    parser.add_argument("--temporal-draft", choices=("off", "both", "only"), default="off",
+                        help="temporal drafting (guesses from the previous actions of the episode): off (default), "
+                        "both = beside the draft head, only = temporal branches alone (no draft head)")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED..SEED+N-1)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -32,9 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
+class DecoderPolicy:
+    """The decoder as a harness policy; `reset()` (called at every episode start) clears its temporal history."""
+
+    def __init__(self, decoder) -> None:
+        self.decoder = decoder
+
+    def __call__(self, image, instruction: str):
+        return self.decoder.decode(image, instruction)
+
+    def reset(self) -> None:
+        self.decoder.reset()
+
+
 def run(args: argparse.Namespace) -> int:
     from specvla_ros.core.config import DecoderConfig
     from specvla_ros.core.loading import load_decoder
+    from specvla_ros.core.temporal_draft import TemporalDraftConfig
     from specvla_ros.embedded_model import embedded_model
     from specvla_ros.sim.env import EnvConfig, TabletopEnv
     from specvla_ros.sim.expert import ExpertPolicy
@@ -49,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
             model = embedded_model()
             args.model, args.draft = model.target_path, model.draft_path
             print(f"model: {model.description}", file=sys.stderr)
-        config = DecoderConfig(mode=args.mode, relax_bins=relax)
-        decoder = load_decoder(args.model, args.draft if args.mode == "speculative" else None, config)
+        temporal = TemporalDraftConfig(enabled=args.temporal_draft != "off", draft_head=args.temporal_draft != "only")
+        config = DecoderConfig(mode=args.mode, relax_bins=relax, temporal=temporal)
+        decoder = load_decoder(args.model, args.draft if config.uses_draft_head else None, config)
         label = f"{args.mode} r={list(config.relax_bins) if isinstance(relax, tuple) else relax}"
+        if args.mode == "speculative" and temporal.enabled:
+            label += f", temporal drafts ({args.temporal_draft})"
 
     if args.through_ros:
         if decoder is None:
@@ -60,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_closed_loop(
             decoder, args.tasks, args.episodes, seed=args.seed,
-            node_parameters={"decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)},
+            node_parameters={"decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins),
+                             "temporal_draft.enabled": args.temporal_draft != "off",
+                             "temporal_draft.draft_head": args.temporal_draft != "only"},
             bridge_parameters={"max_steps": args.max_steps or 0}, timeout_s=24 * 3600.0)
         records = result.records
     else:
         with TabletopEnv(EnvConfig(render=False, max_steps=args.max_steps)) as env:
-            policy = ExpertPolicy(env) if decoder is None else decoder.decode
+            policy = ExpertPolicy(env) if decoder is None else DecoderPolicy(decoder)
             records = evaluate(policy, env, args.tasks, args.episodes, seed=args.seed,
                                gif_dir=args.out / "gifs", gif_episodes=args.gif_episodes,
                                log=lambda message: print(message, file=sys.stderr))

@@ -7,6 +7,7 @@ from typing import Literal
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
 from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.temporal_draft import TemporalDraftConfig
 
 DecoderMode = Literal["autoregressive", "speculative"]
 MAX_RELAX_BINS = 254
@@ -86,12 +87,21 @@ class TreeConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """How to decode: plain greedy, or Spec-VLA with per-dimension relaxation thresholds (bins)."""
+    """How to decode: plain greedy, or Spec-VLA with per-dimension relaxation thresholds (bins).
+
+    temporal: extra draft branches from the robot's recent actions (speculative mode only; off by default).
+    """
 
     mode: DecoderMode = "speculative"
     relax_bins: tuple[int, ...] | int = 0
     tree: TreeConfig = field(default_factory=TreeConfig)
     unnorm_key: str | None = None
+    temporal: TemporalDraftConfig = field(default_factory=TemporalDraftConfig)
+
+    @property
+    def uses_draft_head(self) -> bool:
+        """Speculative decoding needs a draft head unless it drafts from temporal branches only."""
+        return self.mode == "speculative" and (not self.temporal.enabled or self.temporal.draft_head)
 
     def __post_init__(self) -> None:
         if self.mode not in ("autoregressive", "speculative"):

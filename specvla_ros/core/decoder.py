@@ -3,7 +3,9 @@
 Both return an ActionResult with the same statistics. One speculative step (see docs/decoding.md):
 draft a tree below the newest target token (the root), verify root + tree in one target forward,
 accept the longest path the acceptance rule allows, emit it plus the target's own next token
-(the bonus), and keep only that path in both KV caches.
+(the bonus), and keep only that path in both KV caches. With temporal drafting on, guesses from the
+robot's recent actions join the tree as extra chains (core/temporal_draft.py); the scorer and the
+acceptance rule do not change.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, NormStats
 from specvla_ros.core.backbone import Backbone, causal_mask, keep_cache_entries
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.draft_tree import DraftTree, build_tree
+from specvla_ros.core.draft_tree import SOURCE_TEMPORAL, DraftTree, build_tree
 from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.temporal_draft import TemporalHistory
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,9 @@ class DecodeStats:
 
     target_forward_passes counts the prefill. accepted_per_step: drafted tokens accepted at each
     verify step (bonus excluded). mean_acceptance_length: tokens produced per verify step, bonus
-    included (EAGLE's tau); 1.0 for autoregressive decoding.
+    included (EAGLE's tau); 1.0 for autoregressive decoding. path_sources: per verify step, which
+    proposer drafted the accepted path (bit flags: 1 draft head, 2 temporal branch, 3 both; 0 = no
+    drafted token accepted). temporal_candidates: temporal branches offered (0 = off or no history).
     """
 
     mode: str
@@ -42,6 +47,8 @@ class DecodeStats:
     accepted_per_step: tuple[int, ...]
     mean_acceptance_length: float
     relax_bins: tuple[int, ...]
+    path_sources: tuple[int, ...] = ()
+    temporal_candidates: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,8 @@ class _DecoderBase:
         self.config = config
         self.norm_stats = NormStats.from_checkpoint(backbone.norm_stats, config.unnorm_key)
 
-    def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...]
-                ) -> ActionResult:
+    def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
+                path_sources: tuple[int, ...] = (), temporal_candidates: int = 0) -> ActionResult:
         tokenizer = self.backbone.action_tokenizer
         token_array = np.asarray(tokens[:N_ACTION_DIMS])
         normalized = tokenizer.decode(token_array)
@@ -131,6 +138,8 @@ class _DecoderBase:
             mean_acceptance_length=(sum(accepted) + steps) / steps if steps else 1.0,
             # autoregressive decoding accepts nothing, so no threshold applied
             relax_bins=self.config.relax_bins if self.config.mode == "speculative" else (0,) * N_ACTION_DIMS,
+            path_sources=path_sources,
+            temporal_candidates=temporal_candidates,
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -140,8 +149,13 @@ class _DecoderBase:
 class AutoregressiveDecoder(_DecoderBase):
     """Greedy decoding, one target forward per token, with a KV cache: the reference and baseline."""
 
+    def reset(self) -> None:
+        """New episode: nothing to forget (the same interface as SpeculativeDecoder)."""
+
     @torch.inference_mode()
-    def decode(self, image: np.ndarray, instruction: str) -> ActionResult:
+    def decode(self, image: np.ndarray, instruction: str, *, time_s: float | None = None,
+               frame_age_s: float | None = None) -> ActionResult:
+        """time_s and frame_age_s are accepted for interface parity and ignored."""
         model = self.backbone
         watch = Stopwatch(model.device)
         with watch.phase("prefill"):
@@ -160,16 +174,43 @@ class AutoregressiveDecoder(_DecoderBase):
 
 
 class SpeculativeDecoder(_DecoderBase):
-    """Spec-VLA: EAGLE-2 draft tree + one verifying forward per step + relaxed acceptance."""
+    """Spec-VLA: EAGLE-2 draft tree (+ temporal branches) + one verifying forward per step + relaxed acceptance.
 
-    def __init__(self, backbone: Backbone, draft_head: DraftHead, config: DecoderConfig) -> None:
+    draft_head may be None only when the config drafts from temporal branches alone.
+    """
+
+    def __init__(self, backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig) -> None:
         super().__init__(backbone, config)
-        self.draft_head = draft_head
+        if draft_head is None and config.uses_draft_head:
+            raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
+                              "temporal_draft.draft_head false with temporal_draft.enabled true)")
+        self.draft_head = draft_head if config.uses_draft_head else None
         self._relax = torch.tensor(config.relax_bins, device=backbone.device)
+        self.temporal = (TemporalHistory(config.temporal, backbone.action_tokenizer)
+                         if config.temporal.enabled else None)
+
+    def reset(self) -> None:
+        """New episode: forget the temporal history (the simulation harness calls this)."""
+        if self.temporal is not None:
+            self.temporal.reset("new episode")
 
     @torch.inference_mode()
-    def decode(self, image: np.ndarray, instruction: str, trace: list[StepTrace] | None = None) -> ActionResult:
-        """Decode one action; pass a list as `trace` to receive a StepTrace per verify step."""
+    def decode(self, image: np.ndarray, instruction: str, trace: list[StepTrace] | None = None, *,
+               time_s: float | None = None, frame_age_s: float | None = None) -> ActionResult:
+        """Decode one action; pass a list as `trace` to receive a StepTrace per verify step.
+
+        time_s: the camera frame's stamp and frame_age_s its age when decoding starts, both in
+        seconds; only temporal drafting reads them (its reset rules and linear extrapolation).
+        """
+        if self.temporal is None:
+            return self._decode(image, instruction, [], trace)
+        self.temporal.begin(instruction, time_s, frame_age_s)
+        result = self._decode(image, instruction, self.temporal.candidates(), trace)
+        self.temporal.record(result.token_ids)
+        return result
+
+    def _decode(self, image: np.ndarray, instruction: str, candidates: list[tuple[int, ...]],
+                trace: list[StepTrace] | None) -> ActionResult:
         model, head = self.backbone, self.draft_head
         device = model.device
         watch = Stopwatch(device)
@@ -179,12 +220,14 @@ class SpeculativeDecoder(_DecoderBase):
         tokens = [root]
         target_cache = prefill.cache
         root_position = prefill.prefix_len
-        # Draft head catch-up pairs: (target feature i, input embedding i + 1), then the root's pair.
-        pair_features = prefill.hidden
-        pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(torch.tensor([root], device=device))])
-        pair_start = 0
-        draft_cache = type(target_cache)()
+        if head is not None:
+            # Draft head catch-up pairs: (target feature i, input embedding i + 1), then the root's pair.
+            pair_features = prefill.hidden
+            pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(torch.tensor([root], device=device))])
+            pair_start = 0
+            draft_cache = type(target_cache)()
         accepted_per_step: list[int] = []
+        path_sources: list[int] = []
         forwards = 1
 
         while len(tokens) < N_ACTION_DIMS:
@@ -193,7 +236,7 @@ class SpeculativeDecoder(_DecoderBase):
             max_depth = N_ACTION_DIMS - len(tokens) - 1
             committed = None
             with watch.phase("draft"):
-                if max_depth > 0:
+                if max_depth > 0 and head is not None:
                     positions = torch.arange(pair_start, pair_start + pair_features.shape[0], device=device)
                     predicted = head(draft_cache, pair_embeds, pair_features, positions)
                     committed = draft_cache.get_seq_length()
@@ -201,6 +244,11 @@ class SpeculativeDecoder(_DecoderBase):
                                       model.action_tokenizer)
                 else:
                     tree = DraftTree.empty(device)
+                if max_depth > 0 and candidates:
+                    # Each guess's still-missing tokens, as one chain below the root.
+                    done = len(tokens)
+                    tree = tree.with_chains([list(guess[done:done + max_depth]) for guess in candidates],
+                                            SOURCE_TEMPORAL)
             with watch.phase("verify"):
                 ids = torch.cat([torch.tensor([root], device=device), tree.tokens])
                 logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
@@ -221,22 +269,28 @@ class SpeculativeDecoder(_DecoderBase):
                 trace.append(StepTrace(root, tree, target_next, accepted, path, bonus))
             tokens += path_tokens + [bonus]
             accepted_per_step.append(len(path))
-            if committed is not None:
-                keep_cache_entries(draft_cache, committed)
-            # Next catch-up pairs: target features of root and path, each with the following token.
-            pair_features = hidden[rows]
-            pair_embeds = model.embed_tokens(torch.tensor(path_tokens + [bonus], device=device))
-            pair_start = root_position
+            # Proposers are closed under ancestors, so the deepest node names the whole path's source.
+            path_sources.append(tree.source_flags()[path[-1]] if path else 0)
+            if head is not None:
+                if committed is not None:
+                    keep_cache_entries(draft_cache, committed)
+                # Next catch-up pairs: target features of root and path, each with the following token.
+                # They come from the target's verify forward, so a path through temporal nodes (which the
+                # draft head never ran) is caught up exactly like one through its own nodes.
+                pair_features = hidden[rows]
+                pair_embeds = model.embed_tokens(torch.tensor(path_tokens + [bonus], device=device))
+                pair_start = root_position
             root, root_position = bonus, root_position + len(rows)
 
-        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step))
+        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step),
+                            path_sources=tuple(path_sources), temporal_candidates=len(candidates))
 
 
 def build_decoder(backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig
                   ) -> AutoregressiveDecoder | SpeculativeDecoder:
     if config.mode == "autoregressive":
         return AutoregressiveDecoder(backbone, config)
-    if draft_head is None:
+    if draft_head is None and config.uses_draft_head:
         raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
                           "decoder.mode autoregressive)")
     return SpeculativeDecoder(backbone, draft_head, config)

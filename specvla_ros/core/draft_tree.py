@@ -5,6 +5,9 @@ confident frontier nodes (by cumulative draft log-probability) into their `top_k
 finally the `total_tokens` best nodes overall are kept. A child never scores above its parent
 (log-probs are <= 0) and ties are broken towards shallower nodes, so the kept set is always
 closed under ancestors. Chain mode keeps one child per depth.
+
+Other proposers (temporal drafts, core/temporal_draft.py) graft whole chains onto a tree with
+`DraftTree.with_chains`; `sources` records which proposer put each node there.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from specvla_ros.core.backbone import cache_length
 from specvla_ros.core.config import TreeConfig
 from specvla_ros.core.draft_head import DraftHead
 
+SOURCE_HEAD = 1      # bit flags in DraftTree.sources: a node may come from both proposers
+SOURCE_TEMPORAL = 2
+
 
 @dataclass
 class DraftTree:
@@ -25,12 +31,14 @@ class DraftTree:
 
     tokens, parents (-1 = the root), depths (1 = child of the root) and cumulative log-probs
     `scores`; ordered by depth, then by decreasing score, so parents precede their children.
+    sources: per-node bit flags (SOURCE_HEAD, SOURCE_TEMPORAL); None = all from the draft head.
     """
 
     tokens: torch.Tensor
     parents: torch.Tensor
     depths: torch.Tensor
     scores: torch.Tensor
+    sources: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.numel())
@@ -39,7 +47,50 @@ class DraftTree:
     def empty(cls, device: torch.device) -> "DraftTree":
         """No drafted nodes: verification then runs the root alone."""
         none = torch.zeros(0, dtype=torch.long, device=device)
-        return cls(tokens=none, parents=none, depths=none, scores=torch.zeros(0, device=device))
+        return cls(tokens=none, parents=none, depths=none, scores=torch.zeros(0, device=device), sources=none)
+
+    def source_flags(self) -> list[int]:
+        """Per-node proposer bit flags (SOURCE_HEAD | SOURCE_TEMPORAL)."""
+        if self.sources is None:
+            return [SOURCE_HEAD] * len(self)
+        return self.sources.tolist()
+
+    def with_chains(self, chains: list[list[int]], source: int = SOURCE_TEMPORAL) -> "DraftTree":
+        """This tree plus each chain of tokens grafted below the root.
+
+        A chain token that already is a child of the chain's previous node reuses that node (its
+        source flag gains `source`); the others become new nodes with score 0. The result is again
+        ordered by depth (existing nodes first within a depth), so parents precede children and the
+        mask and positions stay right.
+        """
+        tokens, parents, depths = self.tokens.tolist(), self.parents.tolist(), self.depths.tolist()
+        scores, sources = self.scores.tolist(), self.source_flags()
+        child = {(parent, token): node for node, (parent, token) in enumerate(zip(parents, tokens, strict=True))}
+        for chain in chains:
+            parent = -1
+            for depth, token in enumerate(chain, start=1):
+                node = child.get((parent, token))
+                if node is None:
+                    node = len(tokens)
+                    tokens.append(int(token))
+                    parents.append(parent)
+                    depths.append(depth)
+                    scores.append(0.0)
+                    sources.append(0)
+                    child[(parent, int(token))] = node
+                sources[node] |= source
+                parent = node
+        order = sorted(range(len(tokens)), key=lambda i: depths[i])  # stable: existing nodes keep their order
+        new_index = {old: new for new, old in enumerate(order)}
+        device = self.tokens.device
+        return DraftTree(
+            tokens=torch.tensor([tokens[i] for i in order], dtype=torch.long, device=device),
+            parents=torch.tensor([new_index[parents[i]] if parents[i] >= 0 else -1 for i in order],
+                                 dtype=torch.long, device=device),
+            depths=torch.tensor([depths[i] for i in order], dtype=torch.long, device=device),
+            scores=torch.tensor([scores[i] for i in order], dtype=self.scores.dtype, device=device),
+            sources=torch.tensor([sources[i] for i in order], dtype=torch.long, device=device),
+        )
 
     def attention_mask(self) -> torch.Tensor:
         """(N + 1, N + 1) bool over [root, nodes...]: each attends to itself and its ancestors."""
@@ -140,4 +191,5 @@ def build_tree(head: DraftHead, cache: DynamicCache, root_feature: torch.Tensor,
                              device=device),
         depths=torch.tensor([pool[i].depth for i in keep], device=device),
         scores=torch.tensor([pool[i].score for i in keep], device=device),
+        sources=torch.full((len(keep),), SOURCE_HEAD, dtype=torch.long, device=device),
     )

@@ -65,8 +65,9 @@ def load_decoder(model_path: str | Path, draft_path: str | Path | None, config: 
                  device: str = "cpu", dtype: str = "float32", center_crop: bool | None = None,
                  quantization: str | None = None) -> AutoregressiveDecoder | SpeculativeDecoder:
     backbone = load_backbone(model_path, device, dtype, center_crop=center_crop, quantization=quantization)
-    if config.mode == "speculative" and not draft_path:
+    if config.uses_draft_head and not draft_path:
         raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
-                          "decoder.mode autoregressive)")
-    head = load_draft(draft_path, backbone) if config.mode == "speculative" else None
+                          "decoder.mode autoregressive, or temporal drafts alone: temporal_draft.enabled true "
+                          "with temporal_draft.draft_head false)")
+    head = load_draft(draft_path, backbone) if config.uses_draft_head else None
     return build_decoder(backbone, head, config)

@@ -34,6 +34,8 @@ def decode_stats_msg(result: ActionResult, stamp: Time, image_stamp: Time, frame
     msg.mean_acceptance_length = float(stats.mean_acceptance_length)
     msg.relax_bins = np.asarray(stats.relax_bins, dtype=np.uint8)
     msg.token_ids = np.asarray(result.token_ids, dtype=np.int32)
+    msg.path_sources = [int(flags) for flags in stats.path_sources]
+    msg.temporal_candidates = min(255, int(stats.temporal_candidates))
     return msg
 
 

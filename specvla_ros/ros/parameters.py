@@ -15,6 +15,7 @@ DECODER_MODES = ("speculative", "autoregressive")
 STALE_ACTION_POLICIES = ("zero", "hold")
 DEVICES_HINT = "cpu, cuda, cuda:N"
 DTYPES = ("float32", "bfloat16", "float16")
+TEMPORAL_PROPOSALS = ("previous", "linear")  # specvla_ros.core.temporal_draft.PROPOSALS
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ class ParamSpec:
 
     def check(self, value: Any) -> str | None:
         """A reason the value is refused, or None when it is fine."""
-        if self.choices and value not in self.choices:
+        if self.choices and isinstance(self.default, list):
+            if not value or any(item not in self.choices for item in value):
+                return f"{self.name} must be a non-empty list of {', '.join(self.choices)}, got {list(value)}"
+        elif self.choices and value not in self.choices:
             return f"{self.name} must be one of {', '.join(self.choices)}, got '{value}'"
         if self.length:
             if len(value) not in self.length:
@@ -88,6 +92,19 @@ SPECS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("decoder.tree.restrict_to_action_tokens", True, "Draft only among the 256 action tokens.",
               read_only=True),
+    # temporal drafting: guesses from the robot's own recent actions join the draft tree
+    ParamSpec("temporal_draft.enabled", False, "Add draft branches guessed from the last decoded actions of the "
+              "same task (speculative mode; r = 0 stays lossless).", read_only=True),
+    ParamSpec("temporal_draft.history", 4, "Past actions kept (K).", low=1, high=64, read_only=True),
+    ParamSpec("temporal_draft.proposals", list(TEMPORAL_PROPOSALS), "Guesses offered: previous (the last action) "
+              "and/or linear (extrapolated from the last two, needs history >= 2).", choices=TEMPORAL_PROPOSALS,
+              read_only=True),
+    ParamSpec("temporal_draft.draft_head", True, "Keep the draft head's tree beside the temporal branches; false = "
+              "temporal branches only (no draft head needed, no draft forwards).", read_only=True),
+    ParamSpec("temporal_draft.max_frame_age_s", 1.0, "Forget the history when a frame waited longer than this "
+              "(from arrival) before decoding; 0 = no bound.", low=0.0, high=60.0, read_only=True),
+    ParamSpec("temporal_draft.max_gap_s", 1.0, "Forget the history when consecutive decoded frames' stamps lie "
+              "further apart (or go back in time); 0 = no bound.", low=0.0, high=60.0, read_only=True),
     # topics
     ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from test.models import make_pair, observations
@@ -49,3 +50,30 @@ def test_decode_benchmark_writes_tables_and_plots(tmp_path) -> None:
     assert "| SD r=0 |" in (out / "results.md").read_text()
     for name in ("speedup_vs_r.png", "acceptance_hist.png", "latency_breakdown.png"):
         assert (out / name).stat().st_size > 3000
+
+
+def test_decode_benchmark_temporal_modes(tmp_path) -> None:
+    target, head = make_pair(2)
+    target.save(tmp_path / "target")
+    head.save(tmp_path / "draft")
+    images, instructions = zip(*observations(9, 3), strict=True)
+    # An "episode": the same frame five times, then a new task; the history must see each frame once.
+    frames = tmp_path / "frames.npz"
+    np.savez(frames, images=np.stack([images[0]] * 5 + [images[1]] * 2),
+             instructions=np.array([instructions[0]] * 5 + [instructions[1]] * 2))
+    out = tmp_path / "out"
+    assert _benchmark_module().main([
+        "--model", str(tmp_path / "target"), "--draft", str(tmp_path / "draft"), "--data", str(frames),
+        "--frames", "7", "--repeats", "2", "--relax", "2", "--temporal", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    modes = {row["mode"]: row for row in results["modes"]}
+    assert list(modes) == ["AR", "SD r=0", "Spec-VLA r=2", "Temporal r=0", "Spec-VLA+temporal r=0",
+                           "Temporal r=2", "Spec-VLA+temporal r=2"]
+    for name in ("Temporal r=0", "Spec-VLA+temporal r=0"):
+        assert modes[name]["steps_differing_from_ar"] == 0                 # r = 0 stays lossless
+    # Repeated frames: from the 2nd of each episode the previous action is exact: 2 forwards, tau 6.
+    lengths = modes["Temporal r=0"]["acceptance_lengths"]
+    assert lengths[0] == 1.0 and lengths[1:5] == [6.0] * 4 and lengths[5] == 1.0 and lengths[6] == 6.0
+    assert modes["Temporal r=0"]["path_sources"]["temporal"]["share_of_steps"] > 0
+    assert modes["SD r=0"]["path_sources"]["temporal"]["share_of_steps"] == 0
+    assert "Which proposer drafted" in (out / "results.md").read_text()

@@ -40,6 +40,8 @@ def _decode_stats() -> DecodeStats:
     msg.mean_acceptance_length = 2.0
     msg.relax_bins = np.array([3, 3, 3, 2, 2, 2, 0], dtype=np.uint8)
     msg.token_ids = np.array([31999, 31800, 31872, 31744, 31900, 31871, 31745], dtype=np.int32)
+    msg.path_sources = [3, 2, 0]
+    msg.temporal_candidates = 2
     return msg
 
 
