@@ -29,6 +29,7 @@ from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
+from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
 from specvla_ros.ros.image_conversion import to_rgb
@@ -100,6 +101,7 @@ class SpecVLANode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: {self._decoder_config.mode} decoding, r={list(self._decoder_config.relax_bins)}, "
+            f"temporal drafts {'on' if self._decoder_config.temporal.enabled else 'off'}, "
             f"{1.0 / self._control_period_s:g} Hz, dry_run={self._param('dry_run')}, "
             f"enabled={self._gate.enabled}")
 
@@ -120,6 +122,14 @@ class SpecVLANode(Node):
             relax_bins=relax if len(relax) == 7 else relax[0],
             tree=tree,
             unnorm_key=self._param("model.unnorm_key") or None,
+            temporal=TemporalDraftConfig(
+                enabled=self._param("temporal_draft.enabled"),
+                history=self._param("temporal_draft.history"),
+                proposals=tuple(self._param("temporal_draft.proposals")),
+                draft_head=self._param("temporal_draft.draft_head"),
+                max_frame_age_s=self._param("temporal_draft.max_frame_age_s"),
+                max_gap_s=self._param("temporal_draft.max_gap_s"),
+            ),
         )
 
     def _load_decoder(self) -> Decoder:
@@ -212,7 +222,13 @@ class SpecVLANode(Node):
 
     # ----- inference thread -----------------------------------------------------------------
     def _infer(self, request: InferenceRequest) -> ActionResult:
-        return self._decoder.decode(to_rgb(request.image), request.task)
+        if not self._decoder_config.temporal.enabled:
+            return self._decoder.decode(to_rgb(request.image), request.task)
+        # Temporal drafting's reset rules need the frame's time (its stamp; arrival if unstamped) and age.
+        stamp_ns = time_to_ns(request.image.header.stamp)
+        return self._decoder.decode(to_rgb(request.image), request.task,
+                                    time_s=stamp_ns / 1e9 if stamp_ns else request.received_s,
+                                    frame_age_s=time.monotonic() - request.received_s)
 
     def _on_result(self, request: InferenceRequest, result: ActionResult) -> None:
         image_stamp = request.image.header.stamp
@@ -296,12 +312,18 @@ class SpecVLANode(Node):
         super().destroy_node()
 
 
+CONTROL_SWITCH_INTERVAL_S = 0.0005
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`."""
     rclpy.init(args=args)
     node: SpecVLANode | None = None
     try:
         node = SpecVLANode()
+        # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
+        # default switch interval; the control timer waits for it. A 0.5 ms interval keeps ticks on time.
+        sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
