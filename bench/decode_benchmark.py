@@ -318,10 +318,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     axis.axhline(1.0, color="grey", lw=0.8)
     axis.set_ylabel("speedup vs AR (median ratio)")
     axis.legend()
-    axis.tick_params(axis="x", labelrotation=20)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=100)
-    plt.close(fig)
+    _save(fig, axis, paths[0])
 
     fig, axis = plt.subplots(figsize=(6, 3.5))
     for row in rows[1:]:
@@ -329,9 +326,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     axis.set_xlabel("acceptance length per observation (tokens per target forward)")
     axis.set_ylabel("observations")
     axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=100)
-    plt.close(fig)
+    _save(fig, axis, paths[1], rotate=False)
 
     fig, axis = plt.subplots(figsize=(6, 3.5))
     bottom = np.zeros(len(rows))
@@ -341,11 +336,18 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         bottom += values
     axis.set_ylabel("ms per action (median of each phase)")
     axis.legend()
-    axis.tick_params(axis="x", labelrotation=20)
-    fig.tight_layout()
-    fig.savefig(paths[2], dpi=100)
-    plt.close(fig)
+    _save(fig, axis, paths[2])
     return paths
+
+
+def _save(fig, axis, path: Path, rotate: bool = True) -> None:
+    import matplotlib.pyplot as plt
+
+    if rotate:
+        axis.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from test.models import INSTRUCTIONS, make_pair, observations
+from test.ros.conftest import ros_context  # noqa: F401  (the same private rclpy context fixture)
 
 T0_NS = 1_700_000_000_000_000_000  # a plausible wall-clock stamp: header stamps are never zero here
 PERIOD_NS = 50_000_000
@@ -43,17 +44,3 @@ def checkpoints(pair, tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("checkpoints")
     target, head = pair
     return target.save(folder / "target"), head.save(folder / "draft")
-
-
-@pytest.fixture
-def ros_context() -> Iterator:
-    """A private, initialised rclpy context, shut down after the test."""
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        rclpy.try_shutdown(context=context)
