@@ -110,6 +110,7 @@ def _plot(stats: list[DecodeStats], boundaries: list[tuple[int, bool]], path: Pa
     for end, success in boundaries:
         for axis in (latency, acceptance):
             axis.axvspan(start, end, color="tab:green" if success else "tab:red", alpha=0.08, lw=0)
+            axis.axvline(end, color="grey", lw=0.6, ls=":")
         start = end
     latency.set_ylabel("ms per action")
     latency.legend(loc="upper right", fontsize=8, ncol=4)
