@@ -258,6 +258,23 @@ def tree_sweep(target, head, images, instructions, relax: int, repeats: int,
     return sorted(rows, key=lambda row: -row["speedup_end_to_end"])
 
 
+def success_rates(target, head, modes: list[Mode], episodes: int, seed: int, max_steps: int | None = None
+                  ) -> list[dict]:
+    """Closed-loop success per mode in the simulation harness (the paper's first column)."""
+    from specvla_ros.sim.env import EnvConfig, TabletopEnv
+    from specvla_ros.sim.harness import evaluate
+    from specvla_ros.sim_eval import DecoderPolicy
+
+    results = []
+    with TabletopEnv(EnvConfig(max_steps=max_steps)) as env:
+        for mode in modes:
+            decoder = build_decoder(target, head if mode.config.uses_draft_head else None, mode.config)
+            records = evaluate(DecoderPolicy(decoder), env, ["pick", "push", "place"], episodes, seed=seed)
+            results.append({"successes": sum(r.success for r in records), "episodes": len(records)})
+            print(f"{mode.name}: {results[-1]['successes']}/{len(records)} episodes succeeded", file=sys.stderr)
+    return results
+
+
 def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
     lines = [f"# Decode benchmark: {meta['model']}", "",
              f"{meta['observations']} observations ({meta['source']}), {meta['repeats']} repeats each, "
@@ -266,15 +283,16 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
              "Speedups: per-observation ratio vs AR, median.", "",
              "| mode | acceptance length | accepted drafts / verify | target forwards / action | prefill p50 | "
              "draft p50 | verify p50 | total p50 / p95 (ms) | decode-phase speedup | end-to-end speedup | "
-             "steps ≠ AR | max bin deviation (x y z roll pitch yaw grip) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "steps ≠ AR | max bin deviation (x y z roll pitch yaw grip) | success |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['mode']} | {row['acceptance_length']:.2f} | {row['accepted_drafts_per_verify']:.2f} | "
             f"{row['target_forwards_per_action']:.2f} | {row['prefill_p50_ms']:.2f} | {row['draft_p50_ms']:.2f} | "
             f"{row['verify_p50_ms']:.2f} | {row['total_p50_ms']:.2f} / {row['total_p95_ms']:.2f} | "
             f"{row['speedup_decode_phase']:.2f}x | {row['speedup_end_to_end']:.2f}x | "
-            f"{100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} |")
+            f"{100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} | "
+            f"{_success_cell(row.get('success'))} |")
     lines += ["", "Mean action deviation from AR in metric units (m, rad; gripper 0..1):", "",
               "| mode | dx | dy | dz | droll | dpitch | dyaw | gripper |", "|---|---|---|---|---|---|---|---|"]
     for row in rows[1:]:
@@ -302,6 +320,12 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
             lines.append(f"| {row['top_k']} | {row['depth']} | {row['total_tokens']} | {row['acceptance_length']:.2f} "
                          f"| {row['total_p50_ms']:.2f} | {row['speedup_end_to_end']:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def _success_cell(success: dict | None) -> str:
+    if not success:
+        return "–"
+    return f"{success['successes']}/{success['episodes']} ({100 * success['successes'] / success['episodes']:.0f}%)"
 
 
 def plots(rows: list[dict], out: Path) -> list[Path]:
@@ -372,6 +396,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--temporal-proposals", nargs="+", default=["previous", "linear"],
                         choices=["previous", "linear"], help="temporal guesses offered (default: both)")
     parser.add_argument("--temporal-history", type=int, default=4, help="past actions kept (default 4)")
+    parser.add_argument("--success-episodes", type=int, default=0, metavar="N",
+                        help="also the closed-loop success rate per mode: N simulation episodes per task")
+    parser.add_argument("--success-max-steps", type=int, default=None, help="cap on steps per episode (default: "
+                        "each task's own budget)")
     parser.add_argument("--sweep", action="store_true", help="also sweep tree sizes at the largest --relax")
     parser.add_argument("--sweep-frames", type=int, default=12)
     parser.add_argument("--sweep-top-k", type=int, nargs="+", default=[2, 4, 8])
@@ -410,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3, episodes=episodes)
         rows = [summarize(run, runs[0], action_bin_width(target)) for run in runs]
+        if args.success_episodes:
+            for row, success in zip(rows, success_rates(target, head, modes, args.success_episodes, args.seed,
+                                                              args.success_max_steps),
+                                    strict=True):
+                row["success"] = success
         sweep = []
         if args.sweep:
             count = min(args.sweep_frames, len(images))

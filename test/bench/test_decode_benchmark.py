@@ -38,10 +38,11 @@ def test_decode_benchmark_writes_tables_and_plots(tmp_path) -> None:
         "--model", str(tmp_path / "target"), "--draft", str(tmp_path / "draft"), "--data", str(frames),
         "--frames", "4", "--repeats", "1", "--relax", "2", "--per-dimension", "1", "1", "1", "0", "0", "1", "0",
         "--sweep", "--sweep-frames", "1", "--sweep-top-k", "2", "--sweep-depth", "2", "3",
-        "--sweep-total", "4", "--out", str(out)]) == 0
+        "--sweep-total", "4", "--success-episodes", "1", "--success-max-steps", "2", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     modes = {row["mode"]: row for row in results["modes"]}
     assert list(modes) == ["AR", "SD r=0", "Spec-VLA r=2", "Spec-VLA r=(1,1,1,0,0,1,0)"]
+    assert all(row["success"]["episodes"] == 3 for row in modes.values())   # one episode of each task
     assert modes["AR"]["target_forwards_per_action"] == 7 and modes["AR"]["acceptance_length"] == 1
     assert modes["SD r=0"]["steps_differing_from_ar"] == 0 and modes["SD r=0"]["max_bin_deviation"] == [0] * 7
     assert modes["Spec-VLA r=2"]["max_bin_deviation"][0] <= 2        # the first token obeys the per-token rule
