@@ -30,6 +30,9 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-episodes", type=int, default=None)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in --out (weights, optimizer, step) up to --steps")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this checkpoint's weights and sizes (a new run: fresh optimizer and "
+                             "schedule; its action statistics are kept)")
 
 
 def run_train_vla(args: argparse.Namespace) -> int:
@@ -47,8 +50,8 @@ def run_train_vla(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data = load_demo_folder(args.demos, args.max_episodes)
     stats = action_norm_stats(data.actions, "tabletop")
-    if args.resume:
-        model = TinyVLA.load(args.out)
+    if args.resume or args.init_from:
+        model = TinyVLA.load(args.out if args.resume else args.init_from)
         config = model.config
     else:
         pieces = prompt_pieces(sorted(set(data.instructions)))  # the data's words become single tokens

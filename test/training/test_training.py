@@ -127,6 +127,12 @@ def test_train_vla_resumes_where_it_stopped(demo_folder, tmp_path) -> None:
     assert len(report["losses"]) == 10 and report["losses"][:6] == first["losses"]
     assert json.loads((out / "training_state.json").read_text())["step"] == 10
 
+    again = tmp_path / "continued"                     # a new run that starts from those weights
+    assert cli_main([*common[:4], str(again), *common[5:], "--steps", "3", "--init-from", str(out)]) == 0
+    assert json.loads((again / "config.json").read_text())["config"] == json.loads(
+        (out / "config.json").read_text())["config"]
+    assert len(json.loads((again / "report.json").read_text())["losses"]) == 3
+
 
 def test_optimizer_state_round_trips_without_pickle(tmp_path) -> None:
     import torch
