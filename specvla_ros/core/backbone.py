@@ -104,3 +104,32 @@ def keep_cache_entries(cache: DynamicCache, keep_len: int, extra: torch.Tensor |
         index = torch.cat([torch.arange(keep_len, device=extra.device), extra])
         layer.keys = layer.keys.index_select(2, index)
         layer.values = layer.values.index_select(2, index)
+
+
+# ----- the language-model half that every OpenVLA-shaped backbone shares ------------------------
+def llama_prefill(causal_lm: torch.nn.Module, prompt_ids: torch.Tensor, patches: torch.Tensor) -> PrefillOutput:
+    """Run OpenVLA's sequence, [BOS][image patches][prompt], through a HF causal LM with a fresh KV cache.
+
+    prompt_ids: BOS + prompt token ids; patches: (P, H) projected patch embeddings.
+    """
+    text = causal_lm.model.embed_tokens(prompt_ids)
+    embeds = torch.cat([text[:1], patches, text[1:]])
+    cache = DynamicCache()
+    hidden = causal_lm.model(inputs_embeds=embeds[None], cache=cache, use_cache=True).last_hidden_state[0]
+    return PrefillOutput(cache=cache, hidden=hidden, next_embeds=embeds[1:],
+                         logits_last=causal_lm.lm_head(hidden[-1]))
+
+
+def llama_tree_forward(causal_lm: torch.nn.Module, cache: DynamicCache, token_ids: torch.Tensor,
+                       position_ids: torch.Tensor, tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone.forward for a HF causal LM: the tree's tokens under its ancestor mask -> (logits, hidden)."""
+    mask = additive_mask(tree_mask, cache_length(cache), causal_lm.lm_head.weight.dtype)
+    out = causal_lm.model(input_ids=token_ids[None], position_ids=position_ids[None], attention_mask=mask,
+                          cache=cache, use_cache=True)
+    hidden = out.last_hidden_state[0]
+    return causal_lm.lm_head(hidden), hidden
+
+
+def commit_path(cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
+    """Backbone.commit: keep the prefix before `start`, then the tree entries `keep` (relative to start)."""
+    keep_cache_entries(cache, start, start + keep.to(device=cache.layers[0].keys.device, dtype=torch.long))

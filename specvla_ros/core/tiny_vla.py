@@ -20,9 +20,9 @@ from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.backbone import (
     PrefillOutput,
-    additive_mask,
-    cache_length,
-    keep_cache_entries,
+    commit_path,
+    llama_prefill,
+    llama_tree_forward,
     validate_observation,
 )
 from specvla_ros.core.config import TinyVLAConfig
@@ -151,24 +151,14 @@ class TinyVLA(nn.Module):
         validate_observation(image, instruction)
         patches = self.projector(self.vision(self.preprocess(image)))
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
-        text = self.embed_tokens(ids)
-        embeds = torch.cat([text[:1], patches, text[1:]])  # [BOS][patches][prompt], as OpenVLA
-        cache = DynamicCache()
-        out = self.llm.model(inputs_embeds=embeds[None], cache=cache, use_cache=True)
-        hidden = out.last_hidden_state[0]
-        return PrefillOutput(cache=cache, hidden=hidden, next_embeds=embeds[1:],
-                             logits_last=self.lm_head(hidden[-1]))
+        return llama_prefill(self.llm, ids, patches)
 
     def forward(self, cache: DynamicCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
                 tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = additive_mask(tree_mask, cache_length(cache), self.dtype)
-        out = self.llm.model(input_ids=token_ids[None], position_ids=position_ids[None], attention_mask=mask,
-                             cache=cache, use_cache=True)
-        hidden = out.last_hidden_state[0]
-        return self.lm_head(hidden), hidden
+        return llama_tree_forward(self.llm, cache, token_ids, position_ids, tree_mask)
 
     def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
-        keep_cache_entries(cache, start, start + keep.to(device=self.device, dtype=torch.long))
+        commit_path(cache, start, keep)
 
     # ----- checkpoints ------------------------------------------------------------------------
     @classmethod

@@ -19,9 +19,9 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.backbone import (
     PrefillOutput,
-    additive_mask,
-    cache_length,
-    keep_cache_entries,
+    commit_path,
+    llama_prefill,
+    llama_tree_forward,
     validate_observation,
 )
 from specvla_ros.core.errors import ConfigError
@@ -85,23 +85,14 @@ class OpenVLA(nn.Module):
     def prefill(self, image: np.ndarray, instruction: str) -> PrefillOutput:
         validate_observation(image, instruction)
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
-        text = self.embed_tokens(ids)
-        embeds = torch.cat([text[:1], self.patch_embeddings(image), text[1:]])  # patches after BOS
-        cache = DynamicCache()
-        out = self.language_model.model(inputs_embeds=embeds[None], cache=cache, use_cache=True)
-        hidden = out.last_hidden_state[0]
-        return PrefillOutput(cache=cache, hidden=hidden, next_embeds=embeds[1:], logits_last=self.lm_head(hidden[-1]))
+        return llama_prefill(self.language_model, ids, self.patch_embeddings(image))
 
     def forward(self, cache: DynamicCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
                 tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = additive_mask(tree_mask, cache_length(cache), self.dtype)
-        out = self.language_model.model(input_ids=token_ids[None], position_ids=position_ids[None],
-                                        attention_mask=mask, cache=cache, use_cache=True)
-        hidden = out.last_hidden_state[0]
-        return self.lm_head(hidden), hidden
+        return llama_tree_forward(self.language_model, cache, token_ids, position_ids, tree_mask)
 
     def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
-        keep_cache_entries(cache, start, start + keep.to(device=self.device, dtype=torch.long))
+        commit_path(cache, start, keep)
 
 
 def load_openvla(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
