@@ -3,6 +3,10 @@
 
     .venv/bin/python bench/node_benchmark.py --out out/bench/node                 # 60 s at 30 Hz
     .venv/bin/python bench/node_benchmark.py --seconds 600 --out out/bench/soak   # the 10-minute soak
+    .venv/bin/python bench/node_benchmark.py --isolation process --out out/bench/node-process
+
+--isolation process runs the node with inference.isolation "process" (the decoder in a child
+process), so the two can be measured side by side.
 
 Starts `specvla node` as its own process (as deployed) on the embedded pair, with real rclpy
 publishers feeding it camera frames at --camera-hz and a task, and a subscriber recording what it
@@ -13,7 +17,8 @@ publishes. Reports, from the node's own stamps:
     transport, image conversion, mailbox and bookkeeping around the decoder;
   * timer wait: first command carrying the action - decode-stats stamp (commands go out on the
     control timer, so this is up to one control period by design);
-  * CPU use of the node process, and its resident memory over time (growth after the first 10 s).
+  * CPU use of the node, and its resident memory over time (growth after the first 10 s), both
+    summed over the node's process and its children (the decoder process with --isolation process).
 Writes results.json, results.md and rss.png. ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST is set here.
 """
 from __future__ import annotations
@@ -54,13 +59,43 @@ def load_frames(path: Path | None) -> tuple[list[np.ndarray], str]:
     return [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(8)], "pick up the red cube"
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds used, resident MB) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
-    rss_mb = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return cpu_s, rss_mb
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (the decoder process and multiprocessing's helper), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
+def proc_stats(pid: int) -> dict[int, tuple[float, float]]:
+    """pid -> (CPU seconds used, resident MB) for a process and its descendants, from /proc."""
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    stats = {}
+    for member in process_tree(pid):
+        if (fields := _stat_fields(member)) is not None:
+            stats[member] = ((int(fields[11]) + int(fields[12])) / ticks, int(fields[21]) * page / 2**20)
+    return stats
+
+
+def cpu_seconds_since(start: dict[int, tuple[float, float]], end: dict[int, tuple[float, float]]) -> float:
+    return sum(cpu - start.get(pid, (0.0, 0.0))[0] for pid, (cpu, _) in end.items())
+
+
+def rss_mb(stats: dict[int, tuple[float, float]]) -> float:
+    return sum(mb for _, mb in stats.values())
 
 
 def start_node(args: argparse.Namespace) -> subprocess.Popen:
@@ -72,7 +107,7 @@ def start_node(args: argparse.Namespace) -> subprocess.Popen:
                "-p", f"model.path:={target}", "-p", f"model.draft_path:={draft}",
                "-p", f"decoder.relax_bins:=[{args.relax_bins}]", "-p", f"control_rate_hz:={args.rate}",
                "-p", "dry_run:=false", "-p", "start_enabled:=true", "-p", "action_timeout_s:=1.0",
-               "-p", "latency_budget_ms:=5000.0"]
+               "-p", "latency_budget_ms:=5000.0", "-p", f"inference.isolation:={args.isolation}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -146,7 +181,8 @@ def summarize(probe: Probe, rate: float, warmup_ns: int, cpu_s: float, wall_s: f
 def markdown(result: dict, seconds: float) -> str:
     r = result
     return "\n".join([
-        f"# Node benchmark: {seconds:g} s at {r['control_rate_hz']:g} Hz control", "",
+        f"# Node benchmark: {seconds:g} s at {r['control_rate_hz']:g} Hz control, decoder in a "
+        f"{r['isolation']}", "",
         "| measure | value |", "|---|---|",
         f"| commands / model commands | {r['commands']} / {r['model_commands']} |",
         f"| frames published / decoded | {r['frames_published']} / {r['frames_decoded']} |",
@@ -157,7 +193,7 @@ def markdown(result: dict, seconds: float) -> str:
         f"| decode p50 | {r['decode_ms_p50']:.1f} ms |",
         f"| overhead beyond the decoder p50 / p95 | {r['overhead_ms_p50']:.2f} / {r['overhead_ms_p95']:.2f} ms |",
         f"| wait for the control tick p50 / p95 | {r['timer_wait_ms_p50']:.1f} / {r['timer_wait_ms_p95']:.1f} ms |",
-        f"| node CPU | {r['node_cpu_percent']:.0f} % of one core |",
+        f"| node CPU (all its processes) | {r['node_cpu_percent']:.0f} % of one core |",
         f"| resident memory after 10 s: start / end / growth | {r['rss_mb_start']:.0f} / {r['rss_mb_end']:.0f} / "
         f"{r['rss_growth_mb']:+.1f} MB |", ""])
 
@@ -186,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-hz", type=float, default=30.0)
     parser.add_argument("--relax-bins", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads of the node process")
+    parser.add_argument("--isolation", choices=("thread", "process"), default="thread",
+                        help="the node's inference.isolation: decoder on a thread of the node (default) or "
+                             "in a child process")
     parser.add_argument("--frames", type=Path, default=Path(__file__).parent / "data" / "tabletop_frames.npz")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--draft", type=Path)
@@ -212,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the node decoded nothing within 60 s")
         probe.commands.clear()
         warmup_ns = node.get_clock().now().nanoseconds
-        cpu_start, _ = proc_stats(process.pid)
+        cpu_start = proc_stats(process.pid)
         started = time.monotonic()
         next_frame, next_sample = started, started
         rss: list[tuple[float, float]] = []
@@ -222,11 +261,11 @@ def main(argv: list[str] | None = None) -> int:
                 probe.publish_frame()
                 next_frame += 1.0 / args.camera_hz
             if now >= next_sample:
-                rss.append((now - started, proc_stats(process.pid)[1]))
+                rss.append((now - started, rss_mb(proc_stats(process.pid))))
                 next_sample += 1.0
             time.sleep(max(0.0, min(next_frame, next_sample) - time.monotonic()))
         wall_s = time.monotonic() - started
-        cpu_s = proc_stats(process.pid)[0] - cpu_start
+        cpu_s = cpu_seconds_since(cpu_start, proc_stats(process.pid))
         time.sleep(0.5)  # the last stats messages
         result = summarize(probe, args.rate, warmup_ns, cpu_s, wall_s, rss)
     finally:
@@ -239,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     result.update({"seconds": args.seconds, "camera_hz": args.camera_hz, "relax_bins": args.relax_bins,
-                   "node_threads": args.threads})
+                   "node_threads": args.threads, "isolation": args.isolation})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(result, args.seconds)

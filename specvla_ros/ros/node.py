@@ -1,7 +1,8 @@
 """specvla_node: camera + task in, end-effector deltas out at control rate.
 
-Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py, the
-publish/stop rules in safety.py, health in diagnostics.py, parameters in parameters.py.
+Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
+decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
+in safety.py, health in diagnostics.py, parameters in parameters.py.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -27,16 +28,16 @@ from std_srvs.srv import SetBool
 
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult
-from specvla_ros.core.errors import SpecVLAError
-from specvla_ros.core.loading import load_decoder
+from specvla_ros.core.errors import ConfigError, SpecVLAError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
 from specvla_ros.ros.image_conversion import to_rgb
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
 from specvla_ros.ros.parameters import SPECS, check_update
+from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
 from specvla_ros.ros.safety import CommandGate, GateSettings, SafetyLimits, TimedAction
-from specvla_ros.ros.worker import InferenceWorker
+from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
 
 CAMERA_QOS = qos_profile_sensor_data
 TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -75,7 +76,9 @@ class SpecVLANode(Node):
                                  enabled=self._param("start_enabled"))
 
         self._decoder_config = self._build_decoder_config()
-        self._decoder = decoder if decoder is not None else self._load_decoder()
+        self._isolation = self._param("inference.isolation")
+        self._decoder: Decoder | None = None  # in this process; None when it lives in the decoder process
+        self._worker: MailboxWorker[InferenceRequest, ActionResult] = self._start_worker(decoder)
 
         self._command_pub = self.create_publisher(EndEffectorDelta, self._param("topics.command"), COMMAND_QOS)
         self._twist_pub = (self.create_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
@@ -93,14 +96,13 @@ class SpecVLANode(Node):
             self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic, TASK_QOS)
         self.create_service(SetBool, "~/enable", self._on_enable_service)
 
-        self._worker: InferenceWorker[InferenceRequest, ActionResult] = InferenceWorker(
-            self._infer, self._on_result, self._on_error)
         self._control_period_s = 1.0 / self._param("control_rate_hz")
         self.create_timer(self._control_period_s, self._on_control_tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
-            f"ready: {self._decoder_config.mode} decoding, r={list(self._decoder_config.relax_bins)}, "
+            f"ready: {self._decoder_config.mode} decoding in a {self._isolation}, "
+            f"r={list(self._decoder_config.relax_bins)}, "
             f"temporal drafts {'on' if self._decoder_config.temporal.enabled else 'off'}, "
             f"{1.0 / self._control_period_s:g} Hz, dry_run={self._param('dry_run')}, "
             f"enabled={self._gate.enabled}")
@@ -132,17 +134,35 @@ class SpecVLANode(Node):
             ),
         )
 
-    def _load_decoder(self) -> Decoder:
+    def _decoder_spec(self) -> DecoderSpec:
+        """What to load, from the model parameters; loaded here or in the decoder process."""
         path = self._param("model.path")
         if not path:
             raise SpecVLAError("parameter model.path is empty: point it at a checkpoint folder "
                                "(see config/arm.yaml)")
-        self.get_logger().info(f"loading model from {path} on {self._param('model.device')}")
         crop = {"auto": None, "true": True, "false": False}[self._param("model.center_crop")]
         quantization = self._param("model.quantization")
-        return load_decoder(path, self._param("model.draft_path") or None, self._decoder_config,
-                            device=self._param("model.device"), dtype=self._param("model.dtype"),
-                            center_crop=crop, quantization=None if quantization == "auto" else quantization)
+        return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
+                           device=self._param("model.device"), dtype=self._param("model.dtype"),
+                           center_crop=crop, quantization=None if quantization == "auto" else quantization)
+
+    def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
+        """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
+        if self._isolation == "process":
+            if decoder is not None:
+                raise ConfigError("inference.isolation 'process' loads the model from model.path in a child "
+                                  "process; a decoder object passed to SpecVLANode cannot move there: pass no "
+                                  "decoder, or use inference.isolation 'thread'")
+            spec = self._decoder_spec()
+            self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
+            return ProcessWorker(spec, self._decode_call, self._on_result, self._on_error,
+                                 start_timeout_s=self._param("inference.start_timeout_s"))
+        if decoder is None:
+            spec = self._decoder_spec()
+            self.get_logger().info(f"loading model from {spec.model_path} on {spec.device}")
+            decoder = spec.load()
+        self._decoder = decoder
+        return InferenceWorker(self._infer, self._on_result, self._on_error)
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self._param(spec.name) for spec in SPECS}
@@ -221,14 +241,18 @@ class SpecVLANode(Node):
             self.get_logger().info("commands enabled" if enabled else "commands disabled")
 
     # ----- inference thread -----------------------------------------------------------------
-    def _infer(self, request: InferenceRequest) -> ActionResult:
+    def _decode_call(self, request: InferenceRequest) -> DecodeCall:
+        """The decoder's arguments for a request; called when its decode starts (the frame's age)."""
         if not self._decoder_config.temporal.enabled:
-            return self._decoder.decode(to_rgb(request.image), request.task)
+            return DecodeCall(to_rgb(request.image), request.task)
         # Temporal drafting's reset rules need the frame's time (its stamp; arrival if unstamped) and age.
         stamp_ns = time_to_ns(request.image.header.stamp)
-        return self._decoder.decode(to_rgb(request.image), request.task,
-                                    time_s=stamp_ns / 1e9 if stamp_ns else request.received_s,
-                                    frame_age_s=time.monotonic() - request.received_s)
+        return DecodeCall(to_rgb(request.image), request.task,
+                          time_s=stamp_ns / 1e9 if stamp_ns else request.received_s,
+                          frame_age_s=time.monotonic() - request.received_s)
+
+    def _infer(self, request: InferenceRequest) -> ActionResult:
+        return self._decode_call(request).run(self._decoder)
 
     def _on_result(self, request: InferenceRequest, result: ActionResult) -> None:
         image_stamp = request.image.header.stamp
@@ -254,6 +278,11 @@ class SpecVLANode(Node):
                                                  request.image.header.frame_id))
 
     def _on_error(self, request: InferenceRequest, error: BaseException, trace: str) -> None:
+        if isinstance(error, DecoderProcessError):  # every frame fails the same way: log it now and then
+            with self._lock:
+                self._last_error = str(error)
+            self.get_logger().error(str(error), throttle_duration_sec=10.0)
+            return
         kind = "bad input" if isinstance(error, SpecVLAError) else "model error"
         with self._lock:
             self._last_error = f"{kind}: {error}"
@@ -299,6 +328,11 @@ class SpecVLANode(Node):
                 total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
             )
             status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
+        if isinstance(self._worker, ProcessWorker):
+            status.values.append(KeyValue(key="decoder_process", value=self._worker.state))
+            if not self._worker.alive:  # also when it died between frames, with no request to fail
+                status.level = DiagnosticStatus.ERROR
+                status.message = f"decoder process {self._worker.state}: restart the node"
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
@@ -308,7 +342,7 @@ class SpecVLANode(Node):
     def destroy_node(self) -> None:
         worker = getattr(self, "_worker", None)  # absent when start-up failed (e.g. no model)
         if worker is not None and not worker.stop(timeout_s=2.0):
-            self.get_logger().warning("inference thread still busy after 2 s; leaving it to exit")
+            self.get_logger().warning("inference worker still busy after 2 s; leaving it to exit")
         super().destroy_node()
 
 
@@ -323,6 +357,7 @@ def main(args: list[str] | None = None) -> int:
         node = SpecVLANode()
         # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
         # default switch interval; the control timer waits for it. A 0.5 ms interval keeps ticks on time.
+        # (With inference.isolation "process" the thread only waits on a pipe; the interval costs nothing.)
         sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)

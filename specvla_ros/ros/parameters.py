@@ -16,6 +16,7 @@ STALE_ACTION_POLICIES = ("zero", "hold")
 DEVICES_HINT = "cpu, cuda, cuda:N"
 DTYPES = ("float32", "bfloat16", "float16")
 TEMPORAL_PROPOSALS = ("previous", "linear")  # specvla_ros.core.temporal_draft.PROPOSALS
+ISOLATION_MODES = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ SPECS: tuple[ParamSpec, ...] = (
               "(from arrival) before decoding; 0 = no bound.", low=0.0, high=60.0, read_only=True),
     ParamSpec("temporal_draft.max_gap_s", 1.0, "Forget the history when consecutive decoded frames' stamps lie "
               "further apart (or go back in time); 0 = no bound.", low=0.0, high=60.0, read_only=True),
+    # where decoding runs
+    ParamSpec("inference.isolation", "thread", "thread: decode on a thread of the node's process; process: in a "
+              "child process, so the control timer never waits for the decoder (Python's GIL). process loads "
+              "the model from model.path in the child; a child that dies is reported, not restarted.",
+              choices=ISOLATION_MODES, read_only=True),
+    ParamSpec("inference.start_timeout_s", 300.0, "inference.isolation process: start-up fails when the child "
+              "has not loaded the model within this time.", low=1.0, high=3600.0, read_only=True),
     # topics
     ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "

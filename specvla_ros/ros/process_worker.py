@@ -1,0 +1,295 @@
+"""Decoding in a child process, so the control timer never waits for the decoder's GIL.
+
+With a small CPU model, decoding is mostly Python call overhead: on a thread in the node's
+interpreter it holds the GIL for most of every switch interval and the control timer ticks late
+(publish-period jitter p99 65 ms at 30 Hz, docs/benchmarks.md). Here the decoder lives in a child
+process started with the "spawn" context (fork would copy rclpy's and DDS's threads and locks in
+whatever state they are in); the node keeps the same single-slot mailbox (`MailboxWorker`), and its
+thread only converts the image, sends it and blocks on the pipe, with the GIL released.
+
+What crosses the pipe is small: a `DecodeCall` (rgb numpy image, instruction, two floats) in, the
+decoder's `ActionResult` (numpy arrays, tuples, a stats dataclass) out. The child builds its own
+decoder from a picklable `DecoderSpec`, so decoder state that lives across calls (the temporal-draft
+history and its reset rules, applied inside `decode`) lives there too.
+
+A child that dies (out-of-memory kill, a native crash, a CUDA fault) is not restarted: the request
+in flight and every later one fail with `DecoderProcessError` (counted, logged, on /diagnostics),
+commands fall to the stale-action policy after `action_timeout_s`, and a person restarts the node.
+A silent restart would hide the fault, could loop on a deterministic crash, and for a 7B model takes
+tens of seconds and the GPU memory again.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from specvla_ros.core.config import DecoderConfig
+from specvla_ros.core.decoder import ActionResult
+from specvla_ros.core.errors import SpecVLAError
+from specvla_ros.core.loading import load_decoder
+from specvla_ros.ros.worker import MailboxWorker, Request, WorkerStopped
+
+
+class DecoderProcessError(SpecVLAError):
+    """The decoder process died or cannot serve requests; restart the node."""
+
+
+class DecoderStartError(DecoderProcessError):
+    """The decoder process could not load the model, or did not report ready in time."""
+
+
+class RemoteDecodeError(Exception):
+    """An exception raised in the decoder process that could not be sent back as itself."""
+
+
+class _RemoteTraceback(Exception):
+    """Carries the child's traceback text as the cause of a re-raised exception."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Decoder(Protocol):
+    def decode(self, image: np.ndarray, instruction: str, **times: float) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """Everything the child needs to build the decoder itself: the arguments of `load_decoder`.
+
+    torch_threads defaults to this process's torch thread count, so both isolation modes decode
+    with the same number of threads.
+    """
+
+    model_path: str
+    draft_path: str | None
+    config: DecoderConfig
+    device: str = "cpu"
+    dtype: str = "float32"
+    center_crop: bool | None = None
+    quantization: str | None = None
+    torch_threads: int = field(default_factory=torch.get_num_threads)
+
+    def load(self) -> Decoder:
+        if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        return load_decoder(self.model_path, self.draft_path, self.config, device=self.device, dtype=self.dtype,
+                            center_crop=self.center_crop, quantization=self.quantization)
+
+
+@dataclass(frozen=True)
+class DecodeCall:
+    """One decode: the arguments of `decoder.decode`. Times only when temporal drafting reads them."""
+
+    image: np.ndarray            # (H, W, 3) uint8 rgb
+    instruction: str
+    time_s: float | None = None        # the frame's stamp (or arrival), seconds
+    frame_age_s: float | None = None   # how long the frame waited before decoding, seconds
+
+    def run(self, decoder: Decoder) -> ActionResult:
+        if self.time_s is None and self.frame_age_s is None:
+            return decoder.decode(self.image, self.instruction)
+        return decoder.decode(self.image, self.instruction, time_s=self.time_s, frame_age_s=self.frame_age_s)
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a RemoteDecodeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RemoteDecodeError(f"{type(error).__name__}: {error}")
+
+
+def _serve(spec: DecoderSpec, conn: Connection) -> None:
+    """The child: load the decoder, say so, then answer ("decode", call) until ("stop",) or EOF."""
+    # Ctrl-C reaches the whole process group; the parent decides when this process ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        decoder = spec.load()
+    except BaseException as error:
+        conn.send(("load_error", _portable(error), traceback.format_exc()))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if message[0] == "stop":
+            return
+        try:
+            reply: tuple[Any, ...] = ("result", message[1].run(decoder))
+        except Exception as error:
+            reply = ("error", _portable(error), traceback.format_exc())
+        try:
+            conn.send(reply)  # pickles first, then writes: a reply that does not pickle writes nothing
+        except (EOFError, OSError):
+            return  # the parent is gone
+        except Exception as error:
+            conn.send(("error", RemoteDecodeError(f"the result could not be sent back: {error}"),
+                       traceback.format_exc()))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory? see `dmesg`)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+class ProcessWorker(MailboxWorker[Request, ActionResult]):
+    """`InferenceWorker`'s semantics with the decoder in a spawned child process.
+
+    `prepare(request)` runs on the worker thread in this process (image conversion: bad input fails
+    here) and gives the `DecodeCall` sent to the child. Start-up blocks until the child has loaded
+    the model, raising `DecoderStartError` on a load error or after `start_timeout_s`.
+    """
+
+    def __init__(
+        self,
+        spec: DecoderSpec,
+        prepare: Callable[[Request], DecodeCall],
+        on_result: Callable[[Request, ActionResult], None],
+        on_error: Callable[[Request, BaseException, str], None],
+        name: str = "specvla_inference",
+        start_timeout_s: float = 300.0,
+    ) -> None:
+        super().__init__(on_result, on_error, name)
+        self._prepare = prepare
+        self._spec = spec
+        self._send_lock = threading.Lock()
+        self._failure: str | None = None  # why the child can no longer serve, once it died
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe(duplex=True)
+        self._process = context.Process(target=_serve, args=(spec, child_conn), name=f"{name}_process", daemon=True)
+        self._process.start()
+        child_conn.close()  # only the child holds its end: its exit shows here as EOF
+        try:
+            self._await_ready(start_timeout_s)
+        except BaseException:
+            self._end_process(grace_s=0.0)
+            self._conn.close()
+            raise
+        self._start_thread()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    @property
+    def state(self) -> str:
+        """For diagnostics: 'running (pid N)' or how the child ended."""
+        if self._process.is_alive():
+            return f"running (pid {self._process.pid})"
+        return describe_exit(self._process.exitcode)
+
+    def _await_ready(self, timeout_s: float) -> None:
+        started = time.monotonic()
+        ready = wait([self._conn, self._process.sentinel], timeout_s)
+        where = f"model.path '{self._spec.model_path}' on {self._spec.device}"
+        if self._conn in ready:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                message = None
+            if message is not None and message[0] == "ready":
+                return
+            if message is not None and message[0] == "load_error":
+                error = message[1]
+                raise DecoderStartError(f"the decoder process could not load the model ({where}): "
+                                        f"{type(error).__name__}: {error}") from error
+        if ready:
+            self._process.join(1.0)
+            raise DecoderStartError(f"the decoder process {describe_exit(self._process.exitcode)} before it was "
+                                    f"ready ({where}): its traceback is on stderr; a script that starts the node "
+                                    f"needs an `if __name__ == '__main__':` guard (spawn imports it again)")
+        raise DecoderStartError(f"the decoder process did not report ready within {time.monotonic() - started:.0f} s "
+                                f"({where}): raise inference.start_timeout_s for a slow disk or a large model")
+
+    def _execute(self, request: Request) -> ActionResult:
+        if self._stopping:
+            raise WorkerStopped()
+        if self._failure is not None:
+            raise DecoderProcessError(self._failure)
+        call = self._prepare(request)
+        try:
+            with self._send_lock:
+                self._conn.send(("decode", call))
+        except (OSError, ValueError):
+            pass  # the child is gone: _receive sees its exit
+        reply = self._receive()
+        if reply[0] == "result":
+            return reply[1]
+        error, trace = reply[1], reply[2]
+        error.__cause__ = _RemoteTraceback(f"\n\"\"\"\n{trace}\"\"\"")  # the child's traceback in ours
+        raise error
+
+    def _receive(self) -> tuple[Any, ...]:
+        """The child's reply, or DecoderProcessError once it has died (WorkerStopped when stopping)."""
+        ready = wait([self._conn, self._process.sentinel])
+        if self._conn in ready:
+            try:
+                return self._conn.recv()
+            except (EOFError, OSError):
+                pass  # died mid-reply
+            except Exception as error:  # a reply that does not unpickle here
+                return ("error", RemoteDecodeError(f"the decoder process's reply could not be read: {error}"), "")
+        self._process.join(1.0)
+        if self._stopping:
+            raise WorkerStopped()
+        self._failure = (f"decoder process (pid {self._process.pid}) {describe_exit(self._process.exitcode)}; "
+                         f"not restarted: no model actions until the node is restarted")
+        raise DecoderProcessError(self._failure)
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop the thread and the child; the child is killed if it is still busy after timeout_s.
+
+        True when both have ended. A process, unlike a thread, can be ended mid-decode safely.
+        """
+        deadline = time.monotonic() + timeout_s
+        self._request_stop()
+        try:
+            with self._send_lock:
+                self._conn.send(("stop",))
+        except (OSError, ValueError):
+            pass
+        self._end_process(grace_s=max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            self._conn.close()
+        return not self._process.is_alive() and not self._thread.is_alive()
+
+    def _end_process(self, grace_s: float) -> None:
+        self._process.join(grace_s)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(1.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(1.0)
