@@ -13,6 +13,9 @@ DecoderMode = Literal["autoregressive", "speculative"]
 MAX_RELAX_BINS = 254
 
 
+FILM_KEYPOINT_TOKENS = 4  # tokens carrying the FiLM stem's spatial-softmax keypoints (core/vision.py)
+
+
 @dataclass(frozen=True)
 class TinyVLAConfig:
     """A small OpenVLA-shaped model: patch encoder -> projector -> Llama with action tokens on top."""
@@ -31,7 +34,8 @@ class TinyVLAConfig:
     max_position_embeddings: int = 512
     init_std: float = 0.1          # weight init scale; large enough that a random model reacts to its inputs
     text_pieces: tuple[str, ...] = ()  # whole-word tokenizer pieces (ids after the bytes); () = bytes only
-    vision_stem: str = "patch"     # "patch": one strided conv per patch; "conv": a small CNN (3x3, stride 2)
+    vision_stem: str = "patch"     # "patch": one strided conv per patch; "conv": a small CNN (3x3, stride 2);
+                                   # "film": an instruction-conditioned CNN with keypoint tokens (core/vision.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.text_pieces, str) or not all(isinstance(p, str) and p for p in self.text_pieces):
@@ -45,8 +49,8 @@ class TinyVLAConfig:
                 raise ConfigError(f"TinyVLAConfig.{name} must be a positive integer, got {value!r}")
         if self.vision_dim % 4:
             raise ConfigError(f"vision_dim {self.vision_dim} must be divisible by 4 (the patch encoder's 4 heads)")
-        if self.vision_stem not in ("patch", "conv"):
-            raise ConfigError(f"vision_stem must be 'patch' or 'conv', got {self.vision_stem!r}")
+        if self.vision_stem not in ("patch", "conv", "film"):
+            raise ConfigError(f"vision_stem must be 'patch', 'conv' or 'film', got {self.vision_stem!r}")
         if self.vision_stem == "conv" and self.patch_size & (self.patch_size - 1):
             raise ConfigError(f"the conv stem halves the image per layer: patch_size must be a power of 2, "
                               f"got {self.patch_size}")
@@ -60,8 +64,10 @@ class TinyVLAConfig:
                               f"pieces) and {self.n_action_bins} action tokens")
 
     @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+    def num_vision_tokens(self) -> int:
+        """Image tokens in the prefix: the patch grid, plus the FiLM stem's keypoint tokens."""
+        grid = (self.image_size // self.patch_size) ** 2
+        return grid + FILM_KEYPOINT_TOKENS if self.vision_stem == "film" else grid
 
     def to_dict(self) -> dict:
         return asdict(self)

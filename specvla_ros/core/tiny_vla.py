@@ -28,6 +28,7 @@ from specvla_ros.core.backbone import (
 from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.text_tokenizer import PieceTokenizer
+from specvla_ros.core.vision import build_vision_encoder
 
 MODEL_TYPE = "specvla-tiny-vla"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,61 +45,6 @@ def llama_config(config: TinyVLAConfig) -> LlamaConfig:
     )
 
 
-def grid_position_code(side: int, dim: int) -> torch.Tensor:
-    """(side*side, dim) 2-D sine-cosine code of each patch's row and column (ViT/MAE style).
-
-    Starting the learned position embedding here instead of at zero lets a fresh model tell where a
-    patch is from step 0; learning that from scratch was most of the early training time.
-    """
-    quarter = dim // 4
-    frequencies = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
-    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
-                                indexing="ij")
-    parts = []
-    for coordinate in (rows.reshape(-1), cols.reshape(-1)):
-        angles = coordinate[:, None] * frequencies[None]
-        parts += [torch.sin(angles), torch.cos(angles)]
-    return torch.cat(parts, dim=1)
-
-
-def conv_stem(config: TinyVLAConfig) -> nn.Sequential:
-    """log2(patch_size) 3x3 stride-2 convolutions: the same token grid as patchify, but each token's
-    features come from local, translation-equivariant filters, which find small coloured objects in far
-    fewer training steps than one linear map per patch."""
-    layers: list[nn.Module] = []
-    channels = 3
-    halvings = config.patch_size.bit_length() - 1
-    for index in range(halvings):
-        width = config.vision_dim if index == halvings - 1 else min(config.vision_dim, 32 * 2 ** index)
-        layers += [nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1)]
-        if index < halvings - 1:
-            layers.append(nn.GELU())
-        channels = width
-    return nn.Sequential(*layers)
-
-
-class PatchEncoder(nn.Module):
-    """Image (1, 3, S, S) in [-1, 1] -> (P, vision_dim) patch features."""
-
-    def __init__(self, config: TinyVLAConfig) -> None:
-        super().__init__()
-        self.patchify = conv_stem(config) if config.vision_stem == "conv" else nn.Conv2d(
-            3, config.vision_dim, kernel_size=config.patch_size, stride=config.patch_size)
-        side = config.image_size // config.patch_size
-        self.position = nn.Parameter(grid_position_code(side, config.vision_dim))
-        layer = nn.TransformerEncoderLayer(config.vision_dim, nhead=4, dim_feedforward=2 * config.vision_dim,
-                                           dropout=0.0, batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, config.vision_layers, enable_nested_tensor=False)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.forward_batch(pixels)[0]
-
-    def forward_batch(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, P, vision_dim)."""
-        patches = self.patchify(pixels).flatten(2).transpose(1, 2) + self.position
-        return self.blocks(patches)
-
-
 class TinyVLA(nn.Module):
     """Implements the Backbone protocol (see core/backbone.py)."""
 
@@ -106,7 +52,7 @@ class TinyVLA(nn.Module):
         super().__init__()
         self.config = config
         self.norm_stats = norm_stats
-        self.vision = PatchEncoder(config)
+        self.vision = build_vision_encoder(config)
         self.projector = nn.Sequential(nn.Linear(config.vision_dim, config.hidden_size), nn.GELU(),
                                        nn.Linear(config.hidden_size, config.hidden_size))
         self.llm = LlamaForCausalLM(llama_config(config))
@@ -149,9 +95,16 @@ class TinyVLA(nn.Module):
 
     def prefill(self, image: np.ndarray, instruction: str) -> PrefillOutput:
         validate_observation(image, instruction)
-        patches = self.projector(self.vision(self.preprocess(image)))
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
+        patches = self.image_tokens(self.preprocess(image), [ids])[0]
         return llama_prefill(self.llm, ids, patches)
+
+    def image_tokens(self, pixels: torch.Tensor, prompt_ids: list[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, S, S) preprocessed images + their prompts' ids -> (B, P, hidden) language-model inputs.
+
+        The one path from pixels to the language model, shared by decoding and training.
+        """
+        return self.projector(self.vision.forward_batch(pixels, prompt_ids))
 
     def forward(self, cache: DynamicCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
                 tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

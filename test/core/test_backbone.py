@@ -182,14 +182,33 @@ def test_checkpoint_keeps_its_text_pieces(tmp_path) -> None:
         torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
 
 
-def test_conv_stem_gives_the_same_token_grid_and_round_trips(tmp_path) -> None:
+@pytest.mark.parametrize("stem", ["conv", "film"])
+def test_cnn_stems_give_the_expected_tokens_and_round_trip(tmp_path, stem: str) -> None:
     from dataclasses import replace
 
-    config = replace(SMALL, vision_stem="conv")
+    config = replace(SMALL, vision_stem=stem)
     model = TinyVLA.random(config, 4)
-    features = model.vision(model.preprocess(IMAGE))
-    assert features.shape == (config.num_patches, config.vision_dim)
-    loaded = TinyVLA.load(model.save(tmp_path / "conv"))
-    assert loaded.config.vision_stem == "conv"
+    ids = torch.tensor(model.text_tokenizer.prompt_ids(TASK))
+    features = model.vision.forward_batch(model.preprocess(IMAGE), [ids])
+    assert features.shape == (1, config.num_vision_tokens, config.vision_dim)
+    loaded = TinyVLA.load(model.save(tmp_path / stem))
+    assert loaded.config.vision_stem == stem
     with torch.inference_mode():
         torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
+
+
+def test_film_stem_reads_the_instruction() -> None:
+    """The FiLM encoder's image tokens depend on the instruction (once its FiLM layers are non-zero);
+    the patch encoder's do not."""
+    from dataclasses import replace
+
+    model = TinyVLA.random(replace(SMALL, vision_stem="film"), 5)
+    with torch.no_grad():
+        for conv in model.vision.convs:
+            torch.nn.init.normal_(conv.film.weight, std=0.5)
+    pixels = model.preprocess(IMAGE)
+    red, blue = (torch.tensor(model.text_tokenizer.prompt_ids(f"pick up the {c} cube")) for c in ("red", "blue"))
+    with torch.inference_mode():
+        assert not torch.allclose(model.vision.forward_batch(pixels, [red]), model.vision.forward_batch(pixels, [blue]))
+        plain = TinyVLA.random(SMALL, 5)
+        torch.testing.assert_close(plain.vision.forward_batch(pixels, [red]), plain.vision.forward_batch(pixels, [blue]))
