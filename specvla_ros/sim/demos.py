@@ -6,6 +6,10 @@ Each file holds, for T steps, the observation *before* each action and the actio
   images (T, H, W, 3) uint8, actions (T, 7) float32, proprio (T, 7) float32,
   state.<key> (T, ...) float32 for every privileged state entry (object poses, gripper),
   plus instruction, task, seed, success (0-d arrays). `manifest.json` lists all episodes.
+
+With `--policy CHECKPOINT`, a tiny VLA drives the robot (the expert takes over a step with
+probability `--expert-share`) and the expert's action for each visited state is recorded: DAgger
+data, to train on beside the plain demonstrations (`specvla train-vla --demos DEMOS CORRECTIONS`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,10 +46,21 @@ class Episode:
         return int(self.actions.shape[0])
 
 
-def record_episode(env: TabletopEnv, expert: ScriptedExpert, seed: int, task: str) -> Episode:
-    """Roll out the expert on (seed, task) with rendering on, keeping every step."""
+Actor = Callable[[np.ndarray, str], np.ndarray]  # (image, instruction) -> 7-D action, e.g. a learned policy
+
+
+def record_episode(env: TabletopEnv, expert: ScriptedExpert, seed: int, task: str, actor: Actor | None = None,
+                   expert_share: float = 1.0) -> Episode:
+    """Roll out (seed, task) with rendering on, keeping every step; the recorded action is the expert's.
+
+    With an `actor`, each step is *executed* by the actor with probability 1 - `expert_share` and by the
+    expert otherwise, while the expert's action for the visited state is still what gets recorded
+    (DAgger): the data then covers the states a learned policy actually reaches, labelled with how
+    to recover from them.
+    """
     obs = env.reset(seed, task)
     expert.reset(env.task, seed=seed)
+    coin = np.random.default_rng([seed, 7])
     images, actions, proprio = [], [], []
     states: dict[str, list[np.ndarray]] = {k: [] for k in obs.state}
     while True:
@@ -56,6 +71,8 @@ def record_episode(env: TabletopEnv, expert: ScriptedExpert, seed: int, task: st
         proprio.append(obs.proprio)
         for key, value in obs.state.items():
             states[key].append(value)
+        if actor is not None and coin.random() >= expert_share:
+            action = actor(image, obs.instruction)
         result = env.step(action)
         obs = result.observation
         if result.done:
@@ -112,8 +129,13 @@ def generate_demos(
     env_config: EnvConfig | None = None,
     expert_config: ExpertConfig | None = None,
     keep_failures: bool = False,
+    actor: Actor | None = None,
+    expert_share: float = 1.0,
 ) -> list[Path]:
-    """Write episodes `{task}_{seed:06d}.npz` (seeds seed..seed+N-1 per task) and manifest.json."""
+    """Write episodes `{task}_{seed:06d}.npz` (seeds seed..seed+N-1 per task) and manifest.json.
+
+    With an `actor` (see `record_episode`), every episode is kept: the failed ones are the point.
+    """
     out_dir = Path(out_dir)
     config = replace(env_config or EnvConfig(), render=True)
     written: list[Path] = []
@@ -122,8 +144,8 @@ def generate_demos(
         expert = ScriptedExpert(config.scene, config.limits, expert_config)
         for task in tasks:
             for episode_seed in range(seed, seed + episodes_per_task):
-                episode = record_episode(env, expert, episode_seed, task)
-                if not episode.success and not keep_failures:
+                episode = record_episode(env, expert, episode_seed, task, actor, expert_share)
+                if not episode.success and not keep_failures and actor is None:
                     continue
                 path = save_episode(episode, out_dir / f"{task}_{episode_seed:06d}.npz")
                 written.append(path)
@@ -145,13 +167,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
     p.add_argument("--action-noise", type=float, default=0.0, help="expert translation noise (fraction of limit)")
     p.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
+    p.add_argument("--policy", type=Path, default=None,
+                   help="tiny VLA checkpoint that drives the robot (DAgger); the expert still labels every step")
+    p.add_argument("--expert-share", type=float, default=0.3,
+                   help="with --policy: probability that a step is executed by the expert instead")
     args = p.parse_args(argv)
+    actor = None
+    if args.policy is not None:
+        from specvla_ros.core.config import DecoderConfig
+        from specvla_ros.core.loading import load_decoder
+
+        decoder = load_decoder(args.policy, None, DecoderConfig(mode="autoregressive"))
+
+        def actor(image: np.ndarray, instruction: str) -> np.ndarray:
+            return decoder.decode(image, instruction).action
     camera = replace(CameraConfig(), height=args.image_size[0], width=args.image_size[1])
     paths = generate_demos(
         args.out, args.tasks, args.episodes, args.seed,
         env_config=EnvConfig(scene=SceneConfig(camera=camera)),
         expert_config=ExpertConfig(action_noise=args.action_noise),
         keep_failures=args.keep_failures,
+        actor=actor,
+        expert_share=args.expert_share,
     )
     print(f"wrote {len(paths)} episodes to {args.out}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from specvla_ros.core.errors import InputError
+from specvla_ros.training.state_targets import state_targets
 
 
 @dataclass
@@ -27,28 +28,32 @@ class DemoFrames:
     instructions: list[str]
     actions: np.ndarray         # (N, 7) float32, metres / radians per step, gripper 0..1
     episode_index: np.ndarray   # (N,) which episode each frame came from
+    state_targets: np.ndarray | None = None  # (N, 9) auxiliary targets (training/state_targets.py), demos only
 
     def __len__(self) -> int:
         return len(self.instructions)
 
 
-def load_demo_folder(folder: str | Path, max_episodes: int | None = None) -> DemoFrames:
-    """Every `*.npz` episode in `folder` (as written by `python -m specvla_ros.sim.demos`)."""
+def load_demo_folder(folder: str | Path | Sequence[str | Path], max_episodes: int | None = None) -> DemoFrames:
+    """Every `*.npz` episode in `folder` (or in each of several folders), as written by
+    `python -m specvla_ros.sim.demos`."""
     from specvla_ros.sim.demos import load_episode  # imports MuJoCo: only when demonstrations are read
 
-    paths = sorted(Path(folder).glob("*.npz"))[:max_episodes]
+    folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
+    paths = [path for each in folders for path in sorted(Path(each).glob("*.npz"))][:max_episodes]
     if not paths:
-        raise InputError(f"no demonstrations (*.npz) in {folder}: generate them with "
+        raise InputError(f"no demonstrations (*.npz) in {', '.join(map(str, folders))}: generate them with "
                          "`python -m specvla_ros.sim.demos --out DIR`")
-    images, instructions, actions, owners = [], [], [], []
+    images, instructions, actions, owners, targets = [], [], [], [], []
     for index, path in enumerate(paths):
         episode = load_episode(path)
         images.append(episode.images)
         actions.append(episode.actions)
         instructions += [episode.instruction] * len(episode)
         owners.append(np.full(len(episode), index))
+        targets.append(state_targets(episode.states, episode.instruction))
     return DemoFrames(np.concatenate(images), instructions, np.concatenate(actions).astype(np.float32),
-                      np.concatenate(owners))
+                      np.concatenate(owners), np.concatenate(targets))
 
 
 def action_norm_stats(actions: np.ndarray, name: str, gripper_dim: int = 6) -> dict:

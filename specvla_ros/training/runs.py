@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demos", type=Path, required=True, help="folder of simulation demonstrations (*.npz)")
+    parser.add_argument("--demos", type=Path, nargs="+", required=True,
+                        help="folder(s) of simulation demonstrations (*.npz), e.g. expert demos and DAgger corrections")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -22,11 +23,17 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vision-layers", type=int, default=1)
-    parser.add_argument("--vision-stem", choices=("patch", "conv"), default="patch",
-                        help="patch: one linear map per patch (default); conv: a small CNN")
+    parser.add_argument("--vision-stem", choices=("patch", "conv", "film"), default="patch",
+                        help="patch: one linear map per patch (default); conv: a small CNN; "
+                             "film: an instruction-conditioned CNN with keypoint tokens")
     parser.add_argument("--label-sigma", type=float, default=1.5,
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
     parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
+    parser.add_argument("--state-loss", type=float, default=0.0,
+                        help="weight of the auxiliary loss that regresses object positions from the simulator's "
+                             "state (training only; demonstrations carry it)")
+    parser.add_argument("--input-noise", type=float, default=0.0,
+                        help="std (bins) of noise on the teacher-forced action-token inputs; targets stay exact")
     parser.add_argument("--max-episodes", type=int, default=None)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in --out (weights, optimizer, step) up to --steps")
@@ -68,14 +75,15 @@ def run_train_vla(args: argparse.Namespace) -> int:
     print(f"{len(data)} frames from {int(data.episode_index.max()) + 1} episodes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                  label_sigma_bins=args.label_sigma, shift_pixels=args.shift)
+                                  label_sigma_bins=args.label_sigma, shift_pixels=args.shift,
+                                  input_noise_bins=args.input_noise, state_loss_weight=args.state_loss)
 
     def save(optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
         model.save(args.out)
         save_training_state(args.out, optimizer, state)
 
     losses = train_vla(model, data, train_config, checkpoint=save, resume_from=args.out if args.resume else None)
-    report = {"command": "train-vla", "demos": str(args.demos), "frames": len(data),
+    report = {"command": "train-vla", "demos": [str(folder) for folder in args.demos], "frames": len(data),
               "episodes": int(data.episode_index.max()) + 1, "config": config.to_dict(),
               "train": vars(train_config), "wall_s": round(time.monotonic() - started, 1),
               "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}

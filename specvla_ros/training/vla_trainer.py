@@ -40,6 +40,8 @@ class VLATrainConfig:
     checkpoint_every: int = 500
     label_sigma_bins: float = 1.5   # width of the soft target over neighbouring bins; 0 = one-hot
     shift_pixels: int = 2           # random image shift (model pixels) per sample; 0 = none
+    input_noise_bins: float = 0.0   # std of Gaussian noise on the teacher-forced action-token inputs; 0 = exact
+    state_loss_weight: float = 0.0  # weight of the auxiliary object-position regression (state_targets.py); 0 = off
 
 
 @torch.no_grad()
@@ -73,6 +75,21 @@ def soft_targets(tokens: torch.Tensor, vocab_size: int, first_action: int, sigma
     return targets
 
 
+def corrupt_action_inputs(tokens: np.ndarray, sigma: float, first_action: int, last_action: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Teacher-forced inputs a1..a7 moved by Gaussian noise of `sigma` bins, kept in the action range.
+
+    Why: with exact inputs the model learns to read a later dimension off the earlier *true* tokens
+    (they give away the phase of the motion), and at decoding time its own slightly-off dx / dy then
+    derail dz (run 2b: dz exact teacher-forced, 8 mm off free-running). Noisy inputs make it look at
+    the image instead. Targets stay exact.
+    """
+    if sigma <= 0:
+        return tokens
+    noisy = tokens + np.rint(rng.normal(0.0, sigma, size=tokens.shape)).astype(tokens.dtype)
+    return np.clip(noisy, first_action, last_action)
+
+
 def _bin_errors(log_probs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     """Per action dimension, the batch's mean distance in bins between the argmax and the target's mode."""
     return (log_probs.argmax(-1) - targets.argmax(-1)).abs().float().mean(0).cpu().numpy()
@@ -81,12 +98,12 @@ def _bin_errors(log_probs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
 def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[str], tokens: np.ndarray
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Embeddings (B, T, H) right-padded, attention mask (B, T), and the index of each a_k's
-    predicting position (B, 7)."""
+    predicting position (B, 7). `tokens` are the action tokens fed as inputs (teacher forcing)."""
     device = model.device
-    patches = model.projector(model.vision.forward_batch(pixels.to(model.dtype)))  # (B, P, H)
+    prompts = [torch.tensor(model.text_tokenizer.prompt_ids(instruction), device=device) for instruction in instructions]
+    patches = model.image_tokens(pixels.to(model.dtype), prompts)  # (B, P, H)
     rows, predict_at = [], []
-    for b, instruction in enumerate(instructions):
-        ids = torch.tensor(model.text_tokenizer.prompt_ids(instruction), device=device)
+    for b, ids in enumerate(prompts):
         actions = torch.as_tensor(tokens[b], device=device)
         text = model.embed_tokens(ids)
         row = torch.cat([text[:1], patches[b], text[1:], model.embed_tokens(actions)])
@@ -100,6 +117,47 @@ def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[st
         embeds[b, : row.shape[0]] = row
         mask[b, : row.shape[0]] = 1
     return embeds, mask, torch.stack(predict_at).to(device)
+
+
+class StateHead:
+    """Training scaffolding for the auxiliary loss: a linear read-out of object positions (state_targets.py)
+    from the hidden state that predicts the first action token, with its own optimizer.
+
+    It is not part of the model and is not saved: after `--resume` it starts again (a linear head
+    relearns in a few hundred steps), which keeps checkpoints and the main optimizer's state unchanged.
+    Inactive (zero loss, nothing to step) when the weight is 0 or the data has no state targets.
+    """
+
+    def __init__(self, model: TinyVLA, data: DemoFrames, config: VLATrainConfig) -> None:
+        self.active = config.state_loss_weight > 0 and data.state_targets is not None
+        self.weight = config.state_loss_weight
+        self.errors: list[float] = []
+        if not self.active:
+            return
+        assert data.state_targets is not None
+        self.targets = torch.as_tensor(data.state_targets, device=model.device)
+        self.head = torch.nn.Linear(model.hidden_size, self.targets.shape[1]).to(model.device)
+        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=config.lr, weight_decay=0.0)
+
+    def loss(self, hidden: torch.Tensor, index: np.ndarray) -> torch.Tensor | float:
+        if not self.active:
+            return 0.0
+        error = F.smooth_l1_loss(self.head(hidden.float()), self.targets[torch.as_tensor(index)])
+        self.errors.append(error.item())
+        return self.weight * error
+
+    def zero_grad(self) -> None:
+        if self.active:
+            self.optimizer.zero_grad()
+
+    def step(self, lr: float) -> None:
+        if self.active:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+
+    def summary(self, last: int) -> str:
+        return f"  state loss {np.mean(self.errors[-last:]):.3f}" if self.errors else ""
 
 
 def learning_rate(step: int, config: VLATrainConfig) -> float:
@@ -125,6 +183,9 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = load_training_state(resume_from, optimizer) if resume_from is not None else TrainingState()
     rng = np.random.default_rng([config.seed, state.step])  # a resumed run draws fresh, seeded batches
+    first_action = model.action_tokenizer.first_action_token
+    last_action = model.vocab_size - 1
+    state_head = StateHead(model, data, config)
     model.train()
     bin_errors: list[np.ndarray] = []
     started = time.monotonic()
@@ -136,18 +197,22 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
             group["lr"] = learning_rate(step, config)
         index = rng.choice(len(data), size=config.batch_size, replace=False)
         batch_pixels = shift_images(pixels[torch.as_tensor(index)], config.shift_pixels, rng)
+        inputs = corrupt_action_inputs(tokens[index], config.input_noise_bins, first_action, last_action, rng)
         embeds, mask, predict_at = _batch_sequences(
-            model, batch_pixels, [data.instructions[i] for i in index], tokens[index])
+            model, batch_pixels, [data.instructions[i] for i in index], inputs)
         hidden = model.llm.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         picked = hidden.gather(1, predict_at[..., None].expand(-1, -1, hidden.shape[-1]))
         log_probs = F.log_softmax(model.lm_head(picked).float(), dim=-1)
         targets = soft_targets(torch.as_tensor(tokens[index], device=model.device), model.vocab_size,
-                               model.action_tokenizer.first_action_token, config.label_sigma_bins)
+                               first_action, config.label_sigma_bins)
         loss = -(targets * log_probs).sum(-1).mean()
         optimizer.zero_grad()
-        loss.backward()
+        state_head.zero_grad()
+        # The hidden state that predicts a1 has seen the image and the whole prompt: ask it where things are.
+        (loss + state_head.loss(hidden[torch.arange(len(index)), predict_at[:, 0]], index)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        state_head.step(learning_rate(step, config))
         state.losses.append(loss.item())
         state.step = step + 1
         bin_errors.append(_bin_errors(log_probs, targets))
@@ -156,7 +221,8 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
             recent = np.mean(state.losses[-config.log_every:])
             errors = np.mean(bin_errors[-config.log_every:], axis=0)
             say(f"step {state.step}/{config.steps}  loss {recent:.3f}  |bin error| "
-                + " ".join(f"{value:.0f}" for value in errors) + f"  ({time.monotonic() - started:.0f} s)")
+                + " ".join(f"{value:.0f}" for value in errors) + state_head.summary(config.log_every)
+                + f"  ({time.monotonic() - started:.0f} s)")
         if checkpoint is not None and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
             model.eval()
             checkpoint(optimizer, state)

@@ -39,3 +39,27 @@ def test_save_gif_is_small_and_animated(tmp_path: Path) -> None:
     with Image.open(path) as gif:
         assert gif.n_frames == 6  # every 2nd frame plus the final one
         assert gif.size == (32, 32)
+
+
+def test_dagger_recording_labels_the_states_the_actor_visits(small_render_config, tmp_path: Path) -> None:
+    """With an actor driving, the expert's action for each visited state is recorded, not the actor's,
+    and a failed episode is kept (it is the data DAgger wants)."""
+    seen: list[str] = []
+
+    def frozen_policy(image: np.ndarray, instruction: str) -> np.ndarray:
+        seen.append(instruction)
+        return np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # never moves
+
+    (path,) = generate_demos(tmp_path / "d", ["pick"], 1, seed=3, env_config=small_render_config,
+                             actor=frozen_policy, expert_share=0.0)
+    episode = load_episode(path)
+    assert not episode.success and len(seen) == len(episode)
+    # The robot stayed where it started while the labels keep saying where the expert would go.
+    np.testing.assert_allclose(episode.states["ee_pos"], episode.states["ee_pos"][:1].repeat(len(episode), 0),
+                               atol=2e-3)
+    assert np.all(np.abs(episode.actions[:, :3]).max(axis=1) > 0.005)
+
+    (expert_only,) = generate_demos(tmp_path / "e", ["pick"], 1, seed=3, env_config=small_render_config,
+                                    actor=frozen_policy, expert_share=1.0)
+    reference = load_episode(generate_demos(tmp_path / "f", ["pick"], 1, seed=3, env_config=small_render_config)[0])
+    np.testing.assert_array_equal(load_episode(expert_only).actions, reference.actions)

@@ -56,13 +56,15 @@ def demo_folder(tmp_path_factory):
     return folder
 
 
-def test_train_vla_then_train_draft_cli(demo_folder, tmp_path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--vision-stem", "film", "--input-noise", "4", "--state-loss", "1"]],
+                         ids=["patch", "film"])
+def test_train_vla_then_train_draft_cli(demo_folder, tmp_path, extra) -> None:
     data = load_demo_folder(demo_folder)
     assert len(data) > 10 and data.images.shape[1:] == (48, 48, 3)
     target_dir, draft_dir = tmp_path / "target", tmp_path / "draft"
     assert cli_main(["train-vla", "--demos", str(demo_folder), "--out", str(target_dir), "--steps", "40",
                      "--batch-size", "8", "--image-size", "32", "--patch-size", "16", "--hidden-size", "32",
-                     "--layers", "1", "--lr", "3e-3"]) == 0
+                     "--layers", "1", "--lr", "3e-3", *extra]) == 0
     report = json.loads((target_dir / "report.json").read_text())
     assert np.mean(report["losses"][-10:]) < np.mean(report["losses"][:10])
     assert (target_dir / "curve.png").stat().st_size > 1000
@@ -113,6 +115,17 @@ def test_shift_images_moves_content_and_keeps_shape() -> None:
     spots = [tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted]
     assert all(4 <= y <= 8 and 4 <= x <= 8 for y, x in spots) and len(set(spots)) > 3
     assert torch.equal(shift_images(pixels, 0, np.random.default_rng(0)), pixels)
+
+
+def test_corrupted_action_inputs_stay_in_range_and_move_by_about_sigma() -> None:
+    from specvla_ros.training.vla_trainer import corrupt_action_inputs
+
+    tokens = np.random.default_rng(0).integers(384, 640, size=(2000, 7))
+    noisy = corrupt_action_inputs(tokens, 8.0, 384, 639, np.random.default_rng(1))
+    assert noisy.shape == tokens.shape and noisy.min() >= 384 and noisy.max() <= 639
+    inside = (tokens > 420) & (tokens < 600)  # away from the clipped ends
+    assert 6.0 < np.std((noisy - tokens)[inside]) < 10.0
+    assert corrupt_action_inputs(tokens, 0.0, 384, 639, np.random.default_rng(1)) is tokens
 
 
 def test_train_vla_resumes_where_it_stopped(demo_folder, tmp_path) -> None:
@@ -198,3 +211,18 @@ def test_bad_image_folders_fail_clearly(tmp_path, manifest, reason) -> None:
         load_observations(tmp_path)
     with pytest.raises(InputError, match="is not a demonstrations folder"):
         load_observations(tmp_path / "..")
+
+
+def test_state_targets_locate_the_named_objects(demo_folder) -> None:
+    from specvla_ros.sim.demos import load_episode
+    from specvla_ros.training.state_targets import STATE_TARGET_NAMES, state_targets
+
+    episode = load_episode(sorted(demo_folder.glob("*.npz"))[0])
+    targets = state_targets(episode.states, episode.instruction)
+    assert targets.shape == (len(episode), len(STATE_TARGET_NAMES)) and targets.dtype == np.float32
+    cube = episode.states[f"{episode.instruction.split()[3]}_cube_pos"]
+    np.testing.assert_allclose(targets[:, :3], (cube - episode.states["ee_pos"]) * 10, rtol=1e-5)
+    np.testing.assert_allclose(targets[:, 6:8], targets[:, :2])  # a pick's destination is its cube
+    place = {**episode.states, "green_plate_pos": episode.states["ee_pos"] + 0.1}
+    np.testing.assert_allclose(state_targets(place, "put the red cube on the green plate")[:, 6:8], 1.0, rtol=1e-5)
+    assert load_demo_folder(demo_folder).state_targets.shape[1] == len(STATE_TARGET_NAMES)
