@@ -11,13 +11,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 MSG_FILES := $(wildcard msg/*.msg)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test demo clean help
+.PHONY: setup system-deps test demo clean help setup-libero
 
 help:
 	@echo "make setup   create $(VENV), install pinned dependencies, build the messages"
 	@echo "make test    setup, then run the test suite (pytest)"
 	@echo "make demo    setup, then run the main job on the embedded default"
 	@echo "make clean   remove build outputs (keeps $(VENV))"
+	@echo "make setup-libero  optional: LIBERO benchmark scenes in $(LIBERO_VENV) (docs/libero.md)"
 
 setup: system-deps $(VENV)/.deps-installed specvla_ros/msg/__init__.py $(VENV)/.package-installed
 
@@ -55,3 +56,41 @@ demo: setup
 
 clean:
 	rm -rf build specvla_ros/msg specvla_ros/*specvla_ros_s__*.so *.egg-info
+
+# ---- Optional: LIBERO, the paper's benchmark scenes (docs/libero.md) -------------------------------
+# A venv of its own: LIBERO needs mujoco 3.3.2 (robosuite 1.4 fails on mujoco 4), which must stay
+# out of $(VENV). The venv and the editable install come from the rules above, run with
+# VENV=$(LIBERO_VENV); `make setup` never touches it. Rendering uses the OSMesa of SYSTEM_PACKAGES.
+LIBERO_VENV ?= .venv-libero
+LIBERO_PY   := $(LIBERO_VENV)/bin/python
+
+setup-libero: system-deps $(LIBERO_VENV)/.deps-installed $(LIBERO_VENV)/.messages-installed \
+              $(LIBERO_VENV)/.package-installed $(LIBERO_VENV)/libero/config.yaml
+
+ifneq ($(VENV),$(LIBERO_VENV))
+# requirements.txt without its mujoco pin (mujoco 4 ships in split packages whose leftover plugins
+# break an in-place downgrade), then the closed, pinned LIBERO list with --no-deps (see its header).
+$(LIBERO_VENV)/.deps-installed: requirements.txt requirements-libero.txt
+	$(MAKE) --no-print-directory VENV=$(LIBERO_VENV) $(LIBERO_PY)
+	grep -v '^mujoco==' requirements.txt > $(LIBERO_VENV)/requirements-base.txt
+	$(LIBERO_PY) -m pip install --quiet -r $(LIBERO_VENV)/requirements-base.txt
+	$(LIBERO_PY) -m pip install --quiet --no-deps -r requirements-libero.txt
+	@touch $@
+
+$(LIBERO_VENV)/.package-installed: setup.py $(LIBERO_VENV)/.deps-installed
+	$(MAKE) --no-print-directory VENV=$(LIBERO_VENV) $@
+endif
+
+# The checkout's generated message classes (specvla_ros/msg) serve both venvs; this venv needs only
+# its own copy of their C libraries. Without an up-to-date build, build them against this venv.
+$(LIBERO_VENV)/.messages-installed: $(MSG_FILES) CMakeLists.txt package.xml $(LIBERO_VENV)/.deps-installed
+	@libs=build/messages/install/lib; \
+	if [ -f specvla_ros/msg/__init__.py ] && [ -f $$libs/libspecvla_ros__rosidl_generator_c.so ] && \
+	   [ -z "$$(find $(MSG_FILES) CMakeLists.txt package.xml -newer specvla_ros/msg/__init__.py)" ]; then \
+	  cp -a $$libs/lib*.so $(LIBERO_VENV)/lib/; \
+	else tools/build_messages.sh $(LIBERO_VENV); fi
+	@touch $@
+
+# LIBERO's config (else its first import asks questions on stdin) and its assets folder.
+$(LIBERO_VENV)/libero/config.yaml: $(LIBERO_VENV)/.deps-installed $(LIBERO_VENV)/.package-installed
+	$(LIBERO_PY) -m specvla_ros.libero.install --config-dir $(LIBERO_VENV)/libero

@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sim_eval)
     sim_eval.set_defaults(run=_lazy("specvla_ros.sim_eval", "run"))
 
+    from specvla_ros.libero.evaluate import add_arguments as add_libero_arguments
+
+    libero_eval = verbs.add_parser(
+        "libero-eval", help="success rate on LIBERO, the paper's benchmark, through specvla_node (make setup-libero)",
+        description="Run N episodes of LIBERO tasks (fixed initial states, the paper's step limits) with the policy "
+                    "in specvla_node over DDS, in lockstep; write results.json and results.md. Needs the optional "
+                    "LIBERO venv: `make setup-libero`, then `.venv-libero/bin/specvla libero-eval ...` "
+                    "(docs/libero.md).")
+    add_libero_arguments(libero_eval)
+    libero_eval.set_defaults(run=_lazy("specvla_ros.libero.evaluate", "run"))
+
     from specvla_ros.training.runs import add_train_draft_arguments, add_train_vla_arguments
 
     train_vla = verbs.add_parser(

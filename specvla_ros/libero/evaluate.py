@@ -1,0 +1,138 @@
+"""`specvla libero-eval`: success rate on LIBERO tasks, with the policy running in specvla_node.
+
+    specvla libero-eval --suite libero_spatial --task 0 --episodes 5 --out runs/libero
+
+Episode i of a task loads its fixed initial state FIRST+i (LIBERO ships 50 per task), so two
+decoders evaluated with the same arguments face the same scenes. Writes OUT/results.json and
+OUT/results.md with the tabletop harness's report code (success rate with 95% Wilson CI, episode
+length, decode latency, acceptance length). Needs the LIBERO venv (`make setup-libero`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from specvla_ros.libero.suites import EPISODES_PER_TASK, MAX_STEPS, SUITES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", choices=SUITES, default="libero_spatial", help="task suite (default libero_spatial)")
+    parser.add_argument("--task", nargs="+", default=["0"], metavar="TASK",
+                        help="task index in the suite (0..9; libero_90: 0..89), task name or instruction; "
+                        "several allowed; 'all' = every task (default 0)")
+    parser.add_argument("--episodes", type=int, default=5,
+                        help=f"episodes per task: initial states FIRST..FIRST+N-1 (at most {EPISODES_PER_TASK})")
+    parser.add_argument("--first-episode", type=int, default=0, metavar="FIRST", help="first initial state (default 0)")
+    parser.add_argument("--model", type=Path, help="target checkpoint folder, e.g. an OpenVLA LIBERO fine-tune "
+                        "(default: the embedded tabletop model, which only checks the pipeline)")
+    parser.add_argument("--draft", type=Path, help="draft head folder (default: the embedded one with the embedded "
+                        "model; required for speculative decoding with --model)")
+    parser.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
+    parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
+                        help="relaxed acceptance threshold in bins: one value or 7 (default 0 = lossless)")
+    parser.add_argument("--device", default="cpu", help="torch device (cuda for OpenVLA-7B)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="bfloat16 on CUDA for OpenVLA-7B")
+    parser.add_argument("--center-crop", choices=("auto", "on", "off"), default="auto",
+                        help="OpenVLA: centre crop before resizing (on for LIBERO fine-tunes; auto: the checkpoint's "
+                        "config.json decides)")
+    parser.add_argument("--unnorm-key", default="",
+                        help="action statistics key (default: the only one, else SUITE or SUITE_no_noops)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="policy steps per episode (default: the paper's limit, " +
+                        ", ".join(f"{s} {n}" for s, n in MAX_STEPS.items()) + ")")
+    parser.add_argument("--step-timeout", type=float, default=30.0,
+                        help="seconds the sim waits for the node's command before stepping with zero motion")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for results.json / results.md")
+
+
+def pick_unnorm_key(norm_stats_keys: list[str], suite: str, requested: str = "") -> str | None:
+    """The action-statistics key OpenVLA's LIBERO evaluation would use.
+
+    An explicit key wins; a checkpoint with one key needs none (None); else the suite's name, or
+    its `_no_noops` variant (how the OpenVLA LIBERO fine-tunes name theirs). None lets the decoder
+    raise its own error listing the keys.
+    """
+    if requested:
+        return requested
+    if len(norm_stats_keys) == 1:
+        return None
+    for key in (suite, f"{suite}_no_noops"):
+        if key in norm_stats_keys:
+            return key
+    return None
+
+
+def _task_list(env, requested: list[str]) -> list[int]:
+    if [t.lower() for t in requested] == ["all"]:
+        return list(range(env.n_tasks))
+    return [env.task_index(t) for t in requested]
+
+
+def run(args: argparse.Namespace) -> int:
+    from specvla_ros.libero.env import LiberoConfig, LiberoEnv, import_libero
+    from specvla_ros.libero.errors import LiberoSetupError, LiberoUsageError
+
+    try:
+        import_libero()  # fail before loading a model when the extra is missing
+    except LiberoSetupError as exc:
+        raise SystemExit(f"specvla libero-eval: {exc}") from None
+    if args.episodes < 1 or args.first_episode < 0 or args.first_episode + args.episodes > EPISODES_PER_TASK:
+        raise SystemExit(f"specvla libero-eval: episodes FIRST..FIRST+N-1 must lie in 0..{EPISODES_PER_TASK - 1}")
+
+    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.decoder import build_decoder
+    from specvla_ros.core.loading import load_backbone, load_draft
+    from specvla_ros.embedded_model import embedded_model
+    from specvla_ros.ros.libero_bridge import run_libero_episodes
+    from specvla_ros.sim.harness import report_and_print
+
+    started = time.perf_counter()
+    if args.model is None:
+        model = embedded_model()
+        args.model, args.draft = model.target_path, args.draft or model.draft_path
+        print(f"model: {model.description}; trained on the tabletop, not LIBERO: expect 0% success (this checks "
+              "the pipeline; pass --model for a LIBERO checkpoint)", file=sys.stderr)
+    relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
+    center_crop = {"auto": None, "on": True, "off": False}[args.center_crop]
+    backbone = load_backbone(args.model, args.device, args.dtype, center_crop=center_crop)
+    config = DecoderConfig(mode=args.mode, relax_bins=relax,
+                           unnorm_key=pick_unnorm_key(list(backbone.norm_stats), args.suite, args.unnorm_key))
+    if config.uses_draft_head and args.draft is None:
+        raise SystemExit("specvla libero-eval: speculative decoding needs --draft (or use --mode autoregressive)")
+    head = load_draft(args.draft, backbone) if config.uses_draft_head else None
+    decoder = build_decoder(backbone, head, config)
+    label = f"{args.mode} r={list(config.relax_bins) if isinstance(relax, tuple) else relax}"
+
+    with LiberoEnv(LiberoConfig(suite=args.suite, max_steps=args.max_steps)) as env:
+        try:
+            tasks = _task_list(env, args.task)
+        except LiberoUsageError as exc:
+            raise SystemExit(f"specvla libero-eval: {exc}") from None
+        plan = [(task, args.first_episode + i) for task in tasks for i in range(args.episodes)]
+
+        def log(record) -> None:
+            print(f"{record.task} init state {record.seed}: {'success' if record.success else 'failure'} "
+                  f"after {record.steps} steps", file=sys.stderr)
+
+        run_result = run_libero_episodes(
+            decoder, env, plan,
+            node_parameters={"decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)},
+            bridge_parameters={"step_timeout_s": args.step_timeout}, on_episode=log)
+        instructions = {f"{args.suite}/{t}": env.instruction(t) for t in tasks}
+        meta = {
+            "policy": label, "model": str(args.model), "draft": str(args.draft) if head is not None else None,
+            "benchmark": "LIBERO", "suite": args.suite, "tasks": instructions, "through_ros": True,
+            "episodes_per_task": args.episodes, "first_episode": args.first_episode,
+            "max_steps": env.config.step_limit, "settle_steps": env.config.settle_steps,
+            "center_crop": args.center_crop, "unnorm_key": config.unnorm_key, "device": args.device,
+            "mujoco_gl": os.environ.get("MUJOCO_GL"),
+            "frames_published": run_result.frames_published, "commands_applied": run_result.commands_applied,
+            "step_timeouts": run_result.timeouts, "sim_step_ms_mean": run_result.sim_step_ms_mean,
+            "wall_s": round(time.perf_counter() - started, 2),
+        }
+    report_and_print(run_result.records, meta, args.out)
+    return 0
