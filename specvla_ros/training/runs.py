@@ -29,6 +29,9 @@ def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-sigma", type=float, default=1.5,
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
     parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="end the run at this step while the learning-rate schedule still spans --steps "
+                             "(e.g. to hand over to a new data mix, as in DAgger); --resume can continue it")
     parser.add_argument("--state-loss", type=float, default=0.0,
                         help="weight of the auxiliary loss that regresses object positions from the simulator's "
                              "state (training only; demonstrations carry it)")
@@ -76,7 +79,8 @@ def run_train_vla(args: argparse.Namespace) -> int:
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     train_config = VLATrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                   label_sigma_bins=args.label_sigma, shift_pixels=args.shift,
-                                  input_noise_bins=args.input_noise, state_loss_weight=args.state_loss)
+                                  input_noise_bins=args.input_noise, state_loss_weight=args.state_loss,
+                                  stop_at=args.stop_at)
 
     def save(optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
         model.save(args.out)

@@ -42,6 +42,7 @@ class VLATrainConfig:
     shift_pixels: int = 2           # random image shift (model pixels) per sample; 0 = none
     input_noise_bins: float = 0.0   # std of Gaussian noise on the teacher-forced action-token inputs; 0 = exact
     state_loss_weight: float = 0.0  # weight of the auxiliary object-position regression (state_targets.py); 0 = off
+    stop_at: int | None = None      # end the run at this step although the schedule spans `steps` (None: at `steps`)
 
 
 @torch.no_grad()
@@ -189,7 +190,8 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
     model.train()
     bin_errors: list[np.ndarray] = []
     started = time.monotonic()
-    progress = tqdm(range(state.step, config.steps), initial=state.step, total=config.steps, desc="train-vla",
+    last_step = config.steps if config.stop_at is None else min(config.stop_at, config.steps)
+    progress = tqdm(range(state.step, last_step), initial=state.step, total=last_step, desc="train-vla",
                     unit="step", disable=None)
     say = progress.write if not progress.disable else log
     for step in progress:
@@ -223,7 +225,7 @@ def train_vla(model: TinyVLA, data: DemoFrames, config: VLATrainConfig,
             say(f"step {state.step}/{config.steps}  loss {recent:.3f}  |bin error| "
                 + " ".join(f"{value:.0f}" for value in errors) + state_head.summary(config.log_every)
                 + f"  ({time.monotonic() - started:.0f} s)")
-        if checkpoint is not None and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
+        if checkpoint is not None and (state.step % config.checkpoint_every == 0 or state.step == last_step):
             model.eval()
             checkpoint(optimizer, state)
             model.train()

@@ -132,7 +132,7 @@ def test_train_vla_resumes_where_it_stopped(demo_folder, tmp_path) -> None:
     out = tmp_path / "target"
     common = ["train-vla", "--demos", str(demo_folder), "--out", str(out), "--batch-size", "4", "--image-size",
               "32", "--patch-size", "16", "--hidden-size", "32", "--layers", "1"]
-    assert cli_main([*common, "--steps", "6"]) == 0
+    assert cli_main([*common, "--steps", "10", "--stop-at", "6"]) == 0  # the schedule spans 10 steps
     first = json.loads((out / "training_state.json").read_text())
     assert first["step"] == 6 and len(first["losses"]) == 6
     assert cli_main([*common, "--steps", "10", "--resume"]) == 0
