@@ -5,19 +5,19 @@ import numpy as np
 
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.loading import load_decoder
-from specvla_ros.embedded_model import PARTIAL, embedded_model
+from specvla_ros.embedded_model import BUNDLED, embedded_model
 
 
 def test_embedded_default_is_the_shipped_trained_pair_and_says_what_it_is() -> None:
     model = embedded_model()
-    assert model.target_path == PARTIAL / "target" and model.draft_path == PARTIAL / "draft"
-    assert any("0 of 15" in line for line in model.caveats)
-    size = sum(path.stat().st_size for path in PARTIAL.rglob("*") if path.is_file())
+    assert model.target_path == BUNDLED / "target" and model.draft_path == BUNDLED / "draft"
+    assert any("23 of 30" in line for line in model.caveats)
+    size = sum(path.stat().st_size for path in BUNDLED.rglob("*") if path.is_file())
     assert size < 25e6
 
 
 def test_shipped_pair_decodes_like_its_target_at_r0() -> None:
-    with np.load(PARTIAL.parents[2] / "bench" / "data" / "tabletop_frames.npz") as frames:
+    with np.load(BUNDLED.parents[2] / "bench" / "data" / "tabletop_frames.npz") as frames:
         images, instructions = frames["images"][::4], [str(text) for text in frames["instructions"][::4]]
     model = embedded_model()
     speculative = load_decoder(model.target_path, model.draft_path, DecoderConfig(relax_bins=0))

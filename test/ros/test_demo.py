@@ -16,5 +16,5 @@ def test_demo_runs_the_closed_loop(tmp_path, monkeypatch, capsys) -> None:
     assert [e["steps"] for e in summary["per_episode"]] == [2, 2, 2]
     assert (tmp_path / "out" / "demo" / "demo.png").stat().st_size > 5000
     printed = capsys.readouterr().out
-    assert "partially trained tabletop pair" in printed and "note: " in printed and "summary" in printed
+    assert "bundled tabletop pair" in printed and "note: " in printed and "summary" in printed
     assert printed.count("  episode ") == 3 and "episode 3/3 " in printed and "acceptance length" in printed
