@@ -101,7 +101,7 @@ def _batch_sequences(model: TinyVLA, pixels: torch.Tensor, instructions: list[st
     """Embeddings (B, T, H) right-padded, attention mask (B, T), and the index of each a_k's
     predicting position (B, 7). `tokens` are the action tokens fed as inputs (teacher forcing)."""
     device = model.device
-    prompts = [torch.tensor(model.text_tokenizer.prompt_ids(instruction), device=device) for instruction in instructions]
+    prompts = [torch.tensor(model.text_tokenizer.prompt_ids(text), device=device) for text in instructions]
     patches = model.image_tokens(pixels.to(model.dtype), prompts)  # (B, P, H)
     rows, predict_at = [], []
     for b, ids in enumerate(prompts):

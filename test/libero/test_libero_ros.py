@@ -29,10 +29,10 @@ from specvla_ros.core.config import DecoderConfig  # noqa: E402
 from specvla_ros.core.loading import load_decoder  # noqa: E402
 from specvla_ros.embedded_model import embedded_model  # noqa: E402
 from specvla_ros.libero import conventions as conv  # noqa: E402
-from specvla_ros.ros.libero_bridge import LIBERO_NODE_PARAMETERS, LiberoBridgeNode  # noqa: E402
 from specvla_ros.libero.env import LiberoConfig, LiberoEnv  # noqa: E402
 from specvla_ros.libero.errors import LiberoUsageError  # noqa: E402
 from specvla_ros.msg import EndEffectorDelta  # noqa: E402
+from specvla_ros.ros.libero_bridge import LIBERO_NODE_PARAMETERS, LiberoBridgeNode  # noqa: E402
 from specvla_ros.ros.node import SpecVLANode  # noqa: E402
 from test.ros.conftest import spin_until  # noqa: E402
 
