@@ -29,7 +29,7 @@ from std_msgs.msg import String
 from specvla_ros.libero.env import LiberoEnv
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
-from specvla_ros.ros.messages import time_to_ns
+from specvla_ros.ros.messages import command_action, time_to_ns
 from specvla_ros.ros.node import STATS_QOS, TASK_QOS, Decoder, SpecVLANode
 from specvla_ros.ros.sim_bridge import RESULT_QOS
 from specvla_ros.sim.env import Observation
@@ -90,8 +90,7 @@ class LiberoBridgeNode(Node):
         current = time_to_ns(msg.image_stamp) == self._frame_ns
         if self.finished or msg.source != EndEffectorDelta.SOURCE_MODEL or not current:
             return  # lockstep: only the model's answer to the current frame moves the robot
-        action = np.array([msg.translation.x, msg.translation.y, msg.translation.z,
-                           msg.rotation.x, msg.rotation.y, msg.rotation.z, msg.gripper])
+        action = command_action(msg)
         self.commands_applied += 1
         self._step(action, policy_ms=1000.0 * (time.monotonic() - self._frame_sent_s))
 

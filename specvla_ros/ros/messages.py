@@ -58,6 +58,13 @@ def command_msg(command: Command, stamp: Time, frame_id: str) -> EndEffectorDelt
     return msg
 
 
+def command_action(msg: EndEffectorDelta) -> np.ndarray:
+    """The 7-D action (dx, dy, dz, droll, dpitch, dyaw, gripper) an EndEffectorDelta carries: the
+    inverse of `command_msg`'s field mapping, for whoever executes commands (the simulation bridges)."""
+    return np.array([msg.translation.x, msg.translation.y, msg.translation.z,
+                     msg.rotation.x, msg.rotation.y, msg.rotation.z, msg.gripper])
+
+
 def twist_msg(command: Command, stamp: Time, frame_id: str, period_s: float, limits: SafetyLimits) -> TwistStamped:
     linear, angular = to_velocity(command.action, period_s, limits)
     msg = TwistStamped()

@@ -29,7 +29,7 @@ from std_msgs.msg import String
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
-from specvla_ros.ros.messages import time_to_ns
+from specvla_ros.ros.messages import command_action, time_to_ns
 from specvla_ros.ros.node import TASK_QOS
 from specvla_ros.sim.env import EnvConfig, Observation, TabletopEnv
 from specvla_ros.sim.metrics import EpisodeRecord
@@ -93,8 +93,7 @@ class SimBridgeNode(Node):
     def _on_command(self, msg: EndEffectorDelta) -> None:
         if msg.source != EndEffectorDelta.SOURCE_MODEL and self._lockstep:
             return  # lockstep waits for the model's answer to the current frame
-        self._command = np.array([msg.translation.x, msg.translation.y, msg.translation.z,
-                                  msg.rotation.x, msg.rotation.y, msg.rotation.z, msg.gripper])
+        self._command = command_action(msg)
         self._command_frame_ns = time_to_ns(msg.image_stamp)
         self._command_received_s = time.monotonic()
         if self._lockstep and not self.finished and self._command_frame_ns == self._frame_ns:

@@ -80,3 +80,12 @@ def test_round_trip_keeps_every_field(ros_context, make_message) -> None:
 def test_constants_are_distinct() -> None:
     sources = {EndEffectorDelta.SOURCE_MODEL, EndEffectorDelta.SOURCE_ZERO, EndEffectorDelta.SOURCE_HOLD}
     assert len(sources) == 3
+
+
+def test_command_action_inverts_command_msg() -> None:
+    from specvla_ros.ros.messages import command_action, command_msg
+    from specvla_ros.ros.safety import Command, Source
+
+    action = np.array([0.01, -0.02, 0.005, 0.1, -0.2, 0.3, 1.0])
+    msg = command_msg(Command(action, Source.MODEL, clamped=False, basis=None), Time(sec=1), "tool0")
+    np.testing.assert_allclose(command_action(msg), action)
