@@ -33,6 +33,8 @@ class ExpertConfig:
     xy_tolerance_m: float = 0.006
     z_tolerance_m: float = 0.006
     yaw_tolerance_rad: float = 0.05
+    grasp_xy_m: float = 0.02  # cube centre within this of the TCP (xy) counts as between the fingers
+    grasp_z_m: float = 0.03  # ... and the TCP at most this far above the cube centre
     close_steps: int = 4  # control steps to let the fingers close (0.4 s at 10 Hz)
     release_steps: int = 3
     action_noise: float = 0.0  # std of Gaussian noise on translation, as a fraction of the limit
@@ -94,6 +96,21 @@ class ScriptedExpert:
             ok = ok and abs(yaw - state["ee_euler"][2]) < c.yaw_tolerance_rad
         return bool(ok)
 
+    def _holding(self, state: dict[str, np.ndarray], cube: np.ndarray) -> bool:
+        """The cube sits between partly closed fingers: read from the state, not from the phase.
+
+        Phases say what the expert *did*; under DAgger a policy drives some steps, so the grasp is
+        re-read every step and the label follows what the robot actually holds.
+        """
+        c = self.config
+        offset = state["ee_pos"] - cube
+        opening = float(state["gripper"][0])
+        return bool(
+            np.linalg.norm(offset[:2]) < c.grasp_xy_m
+            and -0.01 < offset[2] < c.grasp_z_m
+            and 0.15 < opening < 0.9
+        )
+
     def _goal(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
         task, c = self._task, self.config
         assert task is not None
@@ -105,6 +122,14 @@ class ScriptedExpert:
         ee_yaw = float(state["ee_euler"][2])
         grasp_z = cube[2] + c.grasp_offset_z
         hover = np.array([cube[0], cube[1], grasp_z + c.hover_z])
+        raised = cube[2] > self.scene.cube_half_size + 0.01  # off the table (z = 0), not merely touched
+        if self.phase in ("approach", "descend") and raised and self._holding(state, cube):
+            # Someone else (a policy, under DAgger) already grasped and raised the cube: carry on from there.
+            self._grasp_dz = float(state["ee_pos"][2] - cube[2])
+            self._advance("lift")
+        if self.phase in ("lift", "carry", "lower") and not self._holding(state, cube):
+            # Fingers shut on air, the cube slipped out, or a policy let go of it. Start over.
+            self._advance("approach")
         if self.phase == "approach":
             if self._at(state, hover, cube_yaw):
                 self._advance("descend")
@@ -119,10 +144,6 @@ class ScriptedExpert:
                 self._grasp_dz = float(state["ee_pos"][2] - cube[2])
                 self._advance("lift")
             return state["ee_pos"].copy(), ee_yaw, CLOSED
-        if self.phase in ("lift", "carry", "lower") and state["gripper"][0] < 0.15:
-            # Fingers shut on air: the grasp missed or the cube slipped out. Start over.
-            self._advance("approach")
-            return hover, cube_yaw, OPEN
         if self.phase == "lift":  # a pick task stays here until the success test fires
             if task.kind == "place" and state["ee_pos"][2] > c.carry_z - 0.03:
                 self._advance("carry")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specvla_ros.sim.expert import ScriptedExpert, grasp_yaw
-from specvla_ros.sim.tasks import TASKS
+from specvla_ros.sim.tasks import TASKS, TaskSpec
 
 EPISODES = 20
 
@@ -35,3 +35,41 @@ def test_grasp_yaw_lines_up_with_a_face_within_45_degrees(cube_yaw: float) -> No
     yaw = grasp_yaw(cube_yaw)
     assert -np.pi / 4 <= yaw <= np.pi / 4
     assert np.isclose(np.cos(4 * (yaw - cube_yaw)), 1.0)
+
+
+def _grasp_and_raise(env, seed: int = 4) -> dict:
+    """Drive the expert through the grasp, then raise the cube 4 cm by hand; return the state."""
+    expert = ScriptedExpert(env.config.scene, env.config.limits)
+    obs = env.reset(seed, TaskSpec("place", cube="red", plate="green"))
+    expert.reset(env.task)
+    while expert.phase != "lift":
+        obs = env.step(expert.act(obs.state)).observation
+        assert env.step_count < 60, "expert never reached the cube"
+    for _ in range(2):
+        obs = env.step(np.array([0, 0, 0.02, 0, 0, 0, 0.0])).observation
+    return obs.state
+
+
+def test_expert_reads_a_grasp_it_did_not_make_from_the_state(fast_env) -> None:
+    """Under DAgger a policy may grasp first: a fresh expert (phase 'approach') must keep holding."""
+    state = _grasp_and_raise(fast_env)
+    newcomer = ScriptedExpert(fast_env.config.scene, fast_env.config.limits)
+    newcomer.reset(fast_env.task)
+    action = newcomer.act(state)
+    assert newcomer.phase == "lift"
+    assert action[6] == 0.0  # stay closed
+    assert action[2] > 0.0  # keep rising towards the carry height
+
+
+def test_expert_starts_over_when_the_cube_is_let_go(fast_env) -> None:
+    """A policy that opens the fingers mid-carry drops the cube: the label is 'go back for it'."""
+    expert = ScriptedExpert(fast_env.config.scene, fast_env.config.limits)
+    state = _grasp_and_raise(fast_env)
+    expert.reset(fast_env.task)
+    expert.act(state)
+    assert expert.phase == "lift"
+    for _ in range(10):
+        state = fast_env.step(np.array([0, 0, 0, 0, 0, 0, 1.0])).observation.state
+    action = expert.act(state)
+    assert expert.phase == "approach"
+    assert action[6] == 1.0
