@@ -10,6 +10,7 @@ Each file holds, for T steps, the observation *before* each action and the actio
 With `--policy CHECKPOINT`, a tiny VLA drives the robot (the expert takes over a step with
 probability `--expert-share`) and the expert's action for each visited state is recorded: DAgger
 data, to train on beside the plain demonstrations (`specvla train-vla --demos DEMOS CORRECTIONS`).
+`--relabel DIR... --out NEW` rewrites recorded actions with the current expert, from the stored states.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from specvla_ros.sim.env import EnvConfig, TabletopEnv
 from specvla_ros.sim.expert import ExpertConfig, ScriptedExpert
 from specvla_ros.sim.scene import CameraConfig, SceneConfig
-from specvla_ros.sim.tasks import TASKS
+from specvla_ros.sim.tasks import TASKS, parse_instruction
 
 
 @dataclass
@@ -121,6 +122,37 @@ def load_episode(path: str | Path) -> Episode:
         )
 
 
+def relabel_episode(episode: Episode, expert: ScriptedExpert) -> Episode:
+    """The same visited states with `expert`'s action for each, recomputed from the stored states.
+
+    The expert's phase only depends on the states it has seen, so stepping it through the recording
+    in order gives the labels it would have recorded live. Use it after changing the expert, instead
+    of re-simulating (a policy-driven DAgger run could not be repeated anyway).
+    """
+    if not episode.states:
+        raise ValueError(f"episode {episode.task}/{episode.seed} stores no privileged state; cannot relabel it")
+    expert.reset(parse_instruction(episode.instruction, expert.scene), seed=episode.seed)
+    actions = [expert.act({k: v[t] for k, v in episode.states.items()}) for t in range(len(episode))]
+    return replace(episode, actions=np.stack(actions).astype(np.float32))
+
+
+def relabel_demos(sources: Sequence[str | Path], out_dir: str | Path,
+                  expert_config: ExpertConfig | None = None) -> list[Path]:
+    """Relabel every episode in `sources` (folders of .npz) into `out_dir`, with a fresh manifest."""
+    out_dir = Path(out_dir)
+    expert = ScriptedExpert(config=expert_config)
+    written, manifest = [], []
+    for source in sources:
+        for path in sorted(Path(source).glob("*.npz")):
+            episode = relabel_episode(load_episode(path), expert)
+            written.append(save_episode(episode, out_dir / path.name))
+            manifest.append({"file": path.name, "task": episode.task, "seed": episode.seed,
+                             "instruction": episode.instruction, "steps": len(episode), "success": episode.success})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return written
+
+
 def generate_demos(
     out_dir: str | Path,
     tasks: Sequence[str] = tuple(TASKS),
@@ -171,7 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="tiny VLA checkpoint that drives the robot (DAgger); the expert still labels every step")
     p.add_argument("--expert-share", type=float, default=0.3,
                    help="with --policy: probability that a step is executed by the expert instead")
+    p.add_argument("--relabel", type=Path, nargs="+", default=None, metavar="DIR",
+                   help="instead of simulating: rewrite these folders' actions with the current expert into --out")
     args = p.parse_args(argv)
+    if args.relabel is not None:
+        paths = relabel_demos(args.relabel, args.out)
+        print(f"relabelled {len(paths)} episodes into {args.out}", file=sys.stderr)
+        return 0
     actor = None
     if args.policy is not None:
         from specvla_ros.core.config import DecoderConfig

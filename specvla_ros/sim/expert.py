@@ -35,7 +35,7 @@ class ExpertConfig:
     yaw_tolerance_rad: float = 0.05
     grasp_xy_m: float = 0.02  # cube centre within this of the TCP (xy) counts as between the fingers
     grasp_z_m: float = 0.03  # ... and the TCP at most this far above the cube centre
-    close_steps: int = 4  # control steps to let the fingers close (0.4 s at 10 Hz)
+    close_steps: int = 4  # most control steps to wait for the fingers to close (0.4 s at 10 Hz)
     release_steps: int = 3
     action_noise: float = 0.0  # std of Gaussian noise on translation, as a fraction of the limit
 
@@ -122,9 +122,8 @@ class ScriptedExpert:
         ee_yaw = float(state["ee_euler"][2])
         grasp_z = cube[2] + c.grasp_offset_z
         hover = np.array([cube[0], cube[1], grasp_z + c.hover_z])
-        raised = cube[2] > self.scene.cube_half_size + 0.01  # off the table (z = 0), not merely touched
-        if self.phase in ("approach", "descend") and raised and self._holding(state, cube):
-            # Someone else (a policy, under DAgger) already grasped and raised the cube: carry on from there.
+        if self.phase in ("approach", "descend") and self._holding(state, cube):
+            # Someone else (a policy, under DAgger) already grasped the cube: carry on from there.
             self._grasp_dz = float(state["ee_pos"][2] - cube[2])
             self._advance("lift")
         if self.phase in ("lift", "carry", "lower") and not self._holding(state, cube):
@@ -140,7 +139,10 @@ class ScriptedExpert:
                 self._advance("close")
             return goal, cube_yaw, OPEN
         if self.phase == "close":
-            if self._phase_steps >= c.close_steps:
+            # Lift once the fingers rest on the cube (they close within a control step): a fixed wait
+            # would label the same still image "stay" on some frames and "lift" on others.
+            settled = self._phase_steps > 1 and self._holding(state, cube)
+            if settled or self._phase_steps >= c.close_steps:
                 self._grasp_dz = float(state["ee_pos"][2] - cube[2])
                 self._advance("lift")
             return state["ee_pos"].copy(), ee_yaw, CLOSED
