@@ -31,6 +31,7 @@ class ExpertConfig:
     push_standoff_m: float = 0.06  # TCP distance behind the cube centre before pushing
     push_overshoot_m: float = 0.12  # push the cube this far (success needs 0.08)
     xy_tolerance_m: float = 0.006
+    descend_abort_xy_m: float = 0.02  # going down, TCP this far off the cube (xy): climb back to hover
     z_tolerance_m: float = 0.006
     yaw_tolerance_rad: float = 0.05
     grasp_xy_m: float = 0.02  # cube centre within this of the TCP (xy) counts as between the fingers
@@ -129,9 +130,14 @@ class ScriptedExpert:
         if self.phase in ("lift", "carry", "lower") and not self._holding(state, cube):
             # Fingers shut on air, the cube slipped out, or a policy let go of it. Start over.
             self._advance("approach")
+        xy_off = float(np.linalg.norm(cube[:2] - state["ee_pos"][:2]))
+        yaw_off = abs(cube_yaw - ee_yaw)
+        if self.phase == "approach" and xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad:
+            # Already over the cube and turned to it (whoever brought it there): go down, wherever z is.
+            self._advance("descend")
+        if self.phase == "descend" and xy_off > c.descend_abort_xy_m:
+            self._advance("approach")  # drifted off (or the cube moved): back up before coming down again
         if self.phase == "approach":
-            if self._at(state, hover, cube_yaw):
-                self._advance("descend")
             return hover, cube_yaw, OPEN
         if self.phase == "descend":
             goal = np.array([cube[0], cube[1], grasp_z])
