@@ -122,6 +122,16 @@ def load_episode(path: str | Path) -> Episode:
         )
 
 
+def _manifest_entry(path: Path, episode: Episode) -> dict:
+    return {"file": path.name, "task": episode.task, "seed": episode.seed, "instruction": episode.instruction,
+            "steps": len(episode), "success": episode.success}
+
+
+def _write_manifest(out_dir: Path, entries: list[dict]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").write_text(json.dumps(entries, indent=2) + "\n")
+
+
 def relabel_episode(episode: Episode, expert: ScriptedExpert) -> Episode:
     """The same visited states with `expert`'s action for each, recomputed from the stored states.
 
@@ -146,10 +156,8 @@ def relabel_demos(sources: Sequence[str | Path], out_dir: str | Path,
         for path in sorted(Path(source).glob("*.npz")):
             episode = relabel_episode(load_episode(path), expert)
             written.append(save_episode(episode, out_dir / path.name))
-            manifest.append({"file": path.name, "task": episode.task, "seed": episode.seed,
-                             "instruction": episode.instruction, "steps": len(episode), "success": episode.success})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            manifest.append(_manifest_entry(written[-1], episode))
+    _write_manifest(out_dir, manifest)
     return written
 
 
@@ -181,12 +189,8 @@ def generate_demos(
                     continue
                 path = save_episode(episode, out_dir / f"{task}_{episode_seed:06d}.npz")
                 written.append(path)
-                manifest.append(
-                    {"file": path.name, "task": task, "seed": episode_seed, "instruction": episode.instruction,
-                     "steps": len(episode), "success": episode.success}
-                )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+                manifest.append(_manifest_entry(path, episode))
+    _write_manifest(out_dir, manifest)
     return written
 
 

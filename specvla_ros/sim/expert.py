@@ -112,6 +112,11 @@ class ScriptedExpert:
             and 0.15 < opening < 0.9
         )
 
+    def _start_lift(self, state: dict[str, np.ndarray], cube: np.ndarray) -> None:
+        """Remember where the cube sits in the fingers (to set it down precisely later), then lift."""
+        self._grasp_dz = float(state["ee_pos"][2] - cube[2])
+        self._advance("lift")
+
     def _goal(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
         task, c = self._task, self.config
         assert task is not None
@@ -124,9 +129,7 @@ class ScriptedExpert:
         grasp_z = cube[2] + c.grasp_offset_z
         hover = np.array([cube[0], cube[1], grasp_z + c.hover_z])
         if self.phase in ("approach", "descend") and self._holding(state, cube):
-            # Someone else (a policy, under DAgger) already grasped the cube: carry on from there.
-            self._grasp_dz = float(state["ee_pos"][2] - cube[2])
-            self._advance("lift")
+            self._start_lift(state, cube)  # someone else (a policy, under DAgger) already grasped it
         if self.phase in ("lift", "carry", "lower") and not self._holding(state, cube):
             # Fingers shut on air, the cube slipped out, or a policy let go of it. Start over.
             self._advance("approach")
@@ -149,8 +152,7 @@ class ScriptedExpert:
             # would label the same still image "stay" on some frames and "lift" on others.
             settled = self._phase_steps > 1 and self._holding(state, cube)
             if settled or self._phase_steps >= c.close_steps:
-                self._grasp_dz = float(state["ee_pos"][2] - cube[2])
-                self._advance("lift")
+                self._start_lift(state, cube)
             return state["ee_pos"].copy(), ee_yaw, CLOSED
         if self.phase == "lift":  # a pick task stays here until the success test fires
             if task.kind == "place" and state["ee_pos"][2] > c.carry_z - 0.03:
