@@ -31,7 +31,8 @@ class ExpertConfig:
     push_standoff_m: float = 0.06  # TCP distance behind the cube centre before pushing
     push_overshoot_m: float = 0.12  # push the cube this far (success needs 0.08)
     xy_tolerance_m: float = 0.006
-    descend_abort_xy_m: float = 0.02  # going down, TCP this far off the cube (xy): climb back to hover
+    descend_abort_xy_m: float = 0.02  # below the hover height, TCP this far off the cube (xy): climb back
+    lower_xy_m: float = 0.015  # carried cube this close to the plate centre (xy): set it down
     z_tolerance_m: float = 0.006
     yaw_tolerance_rad: float = 0.05
     grasp_xy_m: float = 0.02  # cube centre within this of the TCP (xy) counts as between the fingers
@@ -68,7 +69,6 @@ class ScriptedExpert:
         self._task: TaskSpec | None = None
         self.phase = "approach"
         self._phase_steps = 0
-        self._grasp_dz = 0.0  # TCP z minus cube z once grasped, to lower the cube precisely
         self._push_start_x = 0.0
 
     def reset(self, task: TaskSpec, seed: int | None = None) -> None:
@@ -112,10 +112,38 @@ class ScriptedExpert:
             and 0.15 < opening < 0.9
         )
 
-    def _start_lift(self, state: dict[str, np.ndarray], cube: np.ndarray) -> None:
-        """Remember where the cube sits in the fingers (to set it down precisely later), then lift."""
-        self._grasp_dz = float(state["ee_pos"][2] - cube[2])
-        self._advance("lift")
+    def _grasp_phase(self, state: dict[str, np.ndarray], cube: np.ndarray, xy_off: float, yaw_off: float) -> str:
+        """Which reach/transport phase this state calls for, read from the state alone.
+
+        Only the timed phases (close, release, retreat) carry over from step to step. Everything else
+        is a function of where the robot is and what it holds, so a state visited by a policy under
+        DAgger gets the same label as the same state reached by the expert: a phase memory there
+        labelled one frame "climb back to hover" or "go down" depending on the path taken, and the
+        trained policy stopped between the two.
+        """
+        task, c = self._task, self.config
+        assert task is not None
+        if self._holding(state, cube):
+            if task.kind == "pick":
+                return "lift"
+            plate = state[f"{plate_name(str(task.plate))}_pos"]
+            if np.linalg.norm(cube[:2] - plate[:2]) < c.lower_xy_m:
+                return "lower"
+            return "carry" if state["ee_pos"][2] > c.carry_z - 0.03 else "lift"
+        hover_z = cube[2] + c.grasp_offset_z + c.hover_z
+        below_hover = state["ee_pos"][2] < hover_z - c.z_tolerance_m
+        over_cube = xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad
+        if over_cube or (below_hover and xy_off < c.descend_abort_xy_m):
+            return "descend"  # over it, or already down beside it: correct on the way, no climb back
+        return "approach"
+
+    def _ready_to_close(self, state: dict[str, np.ndarray], cube: np.ndarray, xy_off: float, yaw_off: float) -> bool:
+        """Open fingers around the cube: centred and turned to it, the TCP between its centre and the grasp height."""
+        c = self.config
+        ee_z = float(state["ee_pos"][2])
+        at_height = cube[2] - 0.005 < ee_z < cube[2] + c.grasp_offset_z + c.z_tolerance_m
+        fingers_open = float(state["gripper"][0]) > 0.9
+        return xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad and at_height and fingers_open
 
     def _goal(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
         task, c = self._task, self.config
@@ -126,37 +154,30 @@ class ScriptedExpert:
             return self._push_goal(state, cube)
         cube_yaw = grasp_yaw(_yaw_of(state[f"{cube_name(task.cube)}_quat"]))
         ee_yaw = float(state["ee_euler"][2])
-        grasp_z = cube[2] + c.grasp_offset_z
-        hover = np.array([cube[0], cube[1], grasp_z + c.hover_z])
-        if self.phase in ("approach", "descend") and self._holding(state, cube):
-            self._start_lift(state, cube)  # someone else (a policy, under DAgger) already grasped it
-        if self.phase in ("lift", "carry", "lower") and not self._holding(state, cube):
-            # Fingers shut on air, the cube slipped out, or a policy let go of it. Start over.
-            self._advance("approach")
         xy_off = float(np.linalg.norm(cube[:2] - state["ee_pos"][:2]))
         yaw_off = abs(cube_yaw - ee_yaw)
-        if self.phase == "approach" and xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad:
-            # Already over the cube and turned to it (whoever brought it there): go down, wherever z is.
-            self._advance("descend")
-        if self.phase == "descend" and xy_off > c.descend_abort_xy_m:
-            self._advance("approach")  # drifted off (or the cube moved): back up before coming down again
-        if self.phase == "approach":
-            return hover, cube_yaw, OPEN
-        if self.phase == "descend":
-            goal = np.array([cube[0], cube[1], grasp_z])
-            if self._at(state, goal):
-                self._advance("close")
-            return goal, cube_yaw, OPEN
         if self.phase == "close":
             # Lift once the fingers rest on the cube (they close within a control step): a fixed wait
             # would label the same still image "stay" on some frames and "lift" on others.
             settled = self._phase_steps > 1 and self._holding(state, cube)
-            if settled or self._phase_steps >= c.close_steps:
-                self._start_lift(state, cube)
-            return state["ee_pos"].copy(), ee_yaw, CLOSED
+            if not settled and self._phase_steps < c.close_steps:
+                return state["ee_pos"].copy(), ee_yaw, CLOSED
+        # Release is a short timed opening; after it the expert backs off, unless the fingers hold the
+        # cube again (a policy closed them under DAgger), which puts it back to carrying.
+        backing_off = self.phase == "release" or (self.phase == "retreat" and not self._holding(state, cube))
+        if not backing_off:
+            phase = self._grasp_phase(state, cube, xy_off, yaw_off)
+            if phase != self.phase:
+                self._advance(phase)
+        if self.phase == "approach":
+            hover = np.array([cube[0], cube[1], cube[2] + c.grasp_offset_z + c.hover_z])
+            return hover, cube_yaw, OPEN
+        if self.phase == "descend":
+            if self._ready_to_close(state, cube, xy_off, yaw_off):
+                self._advance("close")
+                return state["ee_pos"].copy(), ee_yaw, CLOSED
+            return np.array([cube[0], cube[1], cube[2] + c.grasp_offset_z]), cube_yaw, OPEN
         if self.phase == "lift":  # a pick task stays here until the success test fires
-            if task.kind == "place" and state["ee_pos"][2] > c.carry_z - 0.03:
-                self._advance("carry")
             return np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z]), ee_yaw, CLOSED
         return self._place_goal(state, cube, ee_yaw)
 
@@ -166,17 +187,16 @@ class ScriptedExpert:
         task, c, scene = self._task, self.config, self.scene
         assert task is not None and task.plate is not None
         plate = state[f"{plate_name(task.plate)}_pos"]
+        # Steer by the cube's position (it may hang off-centre in the fingers, and lower in them
+        # than where the TCP is): the goals below place the cube, the TCP follows at its offset.
+        in_fingers = state["ee_pos"] - cube
         if self.phase == "carry":
-            # Steer by the cube's position (it may hang off-centre in the fingers).
-            offset = state["ee_pos"][:2] - cube[:2]
-            goal = np.array([plate[0] + offset[0], plate[1] + offset[1], c.carry_z])
-            if self._at(state, goal):
-                self._advance("lower")
+            goal = np.array([plate[0] + in_fingers[0], plate[1] + in_fingers[1], c.carry_z])
             return goal, ee_yaw, CLOSED
         if self.phase == "lower":
             rest_z = plate[2] + scene.plate_half_height + scene.cube_half_size + 0.006
-            goal = np.array([state["ee_pos"][0], state["ee_pos"][1], rest_z + self._grasp_dz])
-            if self._at(state, goal):
+            goal = np.array([plate[0], plate[1], rest_z]) + in_fingers
+            if abs(goal[2] - state["ee_pos"][2]) < c.z_tolerance_m:
                 self._advance("release")
             return goal, ee_yaw, CLOSED
         if self.phase == "release":
