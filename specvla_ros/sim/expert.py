@@ -30,6 +30,7 @@ class ExpertConfig:
     push_z: float = 0.024
     push_standoff_m: float = 0.06  # TCP distance behind the cube centre before pushing
     push_overshoot_m: float = 0.12  # push the cube this far (success needs 0.08)
+    push_lane_m: float = 0.015  # TCP this close to the cube's line (y) at push height: push it
     xy_tolerance_m: float = 0.006
     descend_abort_xy_m: float = 0.02  # below the hover height, TCP this far off the cube (xy): climb back
     lower_xy_m: float = 0.015  # carried cube this close to the plate centre (xy): set it down
@@ -89,14 +90,6 @@ class ScriptedExpert:
     def _advance(self, phase: str) -> None:
         self.phase, self._phase_steps = phase, 0
 
-    def _at(self, state: dict[str, np.ndarray], goal: np.ndarray, yaw: float | None = None) -> bool:
-        c = self.config
-        err = goal - state["ee_pos"]
-        ok = np.linalg.norm(err[:2]) < c.xy_tolerance_m and abs(err[2]) < c.z_tolerance_m
-        if yaw is not None:
-            ok = ok and abs(yaw - state["ee_euler"][2]) < c.yaw_tolerance_rad
-        return bool(ok)
-
     def _holding(self, state: dict[str, np.ndarray], cube: np.ndarray) -> bool:
         """The cube sits between partly closed fingers: read from the state, not from the phase.
 
@@ -130,11 +123,17 @@ class ScriptedExpert:
             if np.linalg.norm(cube[:2] - plate[:2]) < c.lower_xy_m:
                 return "lower"
             return "carry" if state["ee_pos"][2] > c.carry_z - 0.03 else "lift"
-        hover_z = cube[2] + c.grasp_offset_z + c.hover_z
+        return self._reach_phase(state, cube, cube[2] + c.grasp_offset_z + c.hover_z, yaw_off)
+
+    def _reach_phase(self, state: dict[str, np.ndarray], target: np.ndarray, hover_z: float, yaw_off: float) -> str:
+        """Approach `target` (xy) at `hover_z`, or descend onto it: over it and turned right, or
+        already below the hover height close beside it (then correct on the way down, no climb back)."""
+        c = self.config
+        xy_off = float(np.linalg.norm(target[:2] - state["ee_pos"][:2]))
         below_hover = state["ee_pos"][2] < hover_z - c.z_tolerance_m
-        over_cube = xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad
-        if over_cube or (below_hover and xy_off < c.descend_abort_xy_m):
-            return "descend"  # over it, or already down beside it: correct on the way, no climb back
+        over = xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad
+        if over or (below_hover and xy_off < c.descend_abort_xy_m):
+            return "descend"
         return "approach"
 
     def _ready_to_close(self, state: dict[str, np.ndarray], cube: np.ndarray, xy_off: float, yaw_off: float) -> bool:
@@ -206,24 +205,35 @@ class ScriptedExpert:
         up = np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z])
         return up, ee_yaw, OPEN
 
+    def _in_push_lane(self, state: dict[str, np.ndarray], cube: np.ndarray, sign: float) -> bool:
+        """Down at push height, behind the cube (no further than the standoff) and in line with it."""
+        c = self.config
+        ee = state["ee_pos"]
+        behind_by = sign * (cube[0] - ee[0])
+        return bool(
+            ee[2] < c.push_z + c.z_tolerance_m
+            and abs(ee[1] - cube[1]) < c.push_lane_m
+            and 0.0 < behind_by < c.push_standoff_m + c.xy_tolerance_m
+        )
+
     def _push_goal(self, state: dict[str, np.ndarray], cube: np.ndarray) -> tuple[np.ndarray, float, float]:
         task, c = self._task, self.config
         assert task is not None
         sign = DIRECTION_SIGN[str(task.direction)]
         behind = np.array([cube[0] - sign * c.push_standoff_m, cube[1], c.push_z])
+        if self._in_push_lane(state, cube, sign):
+            phase = "push"
+        else:
+            phase = self._reach_phase(state, behind, c.push_z + c.hover_z, abs(float(state["ee_euler"][2])))
+        if phase != self.phase:
+            self._advance(phase)
+            self._push_start_x = float(cube[0])
         if self.phase == "approach":
-            hover = behind + [0.0, 0.0, c.hover_z]
-            if self._at(state, hover, 0.0):
-                self._advance("descend")
-            return hover, 0.0, CLOSED
+            return behind + [0.0, 0.0, c.hover_z], 0.0, CLOSED
         if self.phase == "descend":
-            if self._at(state, behind):
-                self._advance("push")
             return behind, 0.0, CLOSED
         # Push: aim 2 cm past the contact point, tracking the cube's y so an off-centre push is
         # corrected, until the cube has travelled `push_overshoot_m` from where the push began.
-        if self._phase_steps == 1:
-            self._push_start_x = float(cube[0])
         done = sign * (cube[0] - self._push_start_x) >= c.push_overshoot_m
         contact_x = cube[0] - sign * (self.scene.cube_half_size + 0.012)
         goal_x = state["ee_pos"][0] if done else contact_x + sign * 0.02

@@ -92,7 +92,7 @@ def test_expert_goes_down_when_something_else_brought_it_over_the_cube(fast_env)
     assert action[2] < 0.0
 
 
-@pytest.mark.parametrize("family", ["pick", "place"])
+@pytest.mark.parametrize("family", list(TASKS))
 def test_expert_label_depends_on_the_state_not_on_the_path(fast_env, family: str) -> None:
     """Outside its timed phases (close, release, retreat) the expert's action is a function of the state: a
     fresh expert dropped into any state of a rollout gives the running expert's label. With a phase
@@ -133,3 +133,22 @@ def test_expert_corrects_beside_the_cube_without_climbing_back(fast_env) -> None
     assert action[0] < 0.0  # towards the cube
     assert action[2] <= 0.0  # not back up to the hover height
     assert action[6] == 1.0
+
+
+def test_expert_lines_up_a_push_from_where_a_policy_came_down(fast_env) -> None:
+    """Down at push height 2 cm off the start point (a policy came down early): line up there, not
+    back up to the hover height; in line behind the cube: push."""
+    obs = fast_env.reset(4, TaskSpec("push", cube="red", direction="right"))
+    expert = ScriptedExpert(fast_env.config.scene, fast_env.config.limits)
+    expert.reset(fast_env.task)
+    cube = obs.state["red_cube_pos"]
+    c = expert.config
+    start = np.array([cube[0] - c.push_standoff_m, cube[1], c.push_z])
+    state = dict(obs.state)
+    state["ee_pos"] = start + np.array([-0.015, -0.011, 0.0])
+    action = expert.act(state)
+    assert expert.phase == "descend"
+    assert action[0] > 0.0 and action[1] > 0.0 and abs(action[2]) < 1e-9
+    state["ee_pos"] = start + np.array([0.01, 0.005, 0.0])
+    action = expert.act(state)
+    assert expert.phase == "push" and action[0] > 0.0
