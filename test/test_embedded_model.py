@@ -11,7 +11,7 @@ from specvla_ros.embedded_model import BUNDLED, embedded_model
 def test_embedded_default_is_the_shipped_trained_pair_and_says_what_it_is() -> None:
     model = embedded_model()
     assert model.target_path == BUNDLED / "target" and model.draft_path == BUNDLED / "draft"
-    assert any("47 of 60" in line for line in model.caveats)
+    assert any("56 of 60" in line for line in model.caveats)
     size = sum(path.stat().st_size for path in BUNDLED.rglob("*") if path.is_file())
     assert size < 25e6
 
