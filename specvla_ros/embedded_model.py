@@ -38,7 +38,8 @@ def embedded_model() -> EmbeddedModel:
     if (BUNDLED / "draft" / "config.json").is_file():
         return EmbeddedModel(
             BUNDLED / "target", BUNDLED / "draft", f"bundled tabletop pair ({BUNDLED})",
-            caveats=(f"the tiny VLA succeeds in {BUNDLED_SUCCESS}; the goal is 80 % (issue #6, docs/training.md)",))
+            caveats=(f"the tiny VLA succeeds in {BUNDLED_SUCCESS}, in simulation only "
+                     "(model card: specvla_ros/models/tabletop/README.md)",))
     folder = cache_dir()
     if not (folder / "draft" / "config.json").is_file():
         _build_stand_in(folder)
