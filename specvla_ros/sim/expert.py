@@ -105,7 +105,11 @@ class ScriptedExpert:
             and 0.15 < opening < 0.9
         )
 
-    def _grasp_phase(self, state: dict[str, np.ndarray], cube: np.ndarray, xy_off: float, yaw_off: float) -> str:
+    def _grasp_point(self, cube: np.ndarray, above: float = 0.0) -> np.ndarray:
+        """Where the TCP closes on the cube (`grasp_offset_z` above its centre), or `above` that."""
+        return np.array([cube[0], cube[1], cube[2] + self.config.grasp_offset_z + above])
+
+    def _grasp_phase(self, state: dict[str, np.ndarray], cube: np.ndarray, yaw_off: float) -> str:
         """Which reach/transport phase this state calls for, read from the state alone.
 
         Only the timed phases (close, release, retreat) carry over from step to step. Everything else
@@ -123,7 +127,7 @@ class ScriptedExpert:
             if np.linalg.norm(cube[:2] - plate[:2]) < c.lower_xy_m:
                 return "lower"
             return "carry" if state["ee_pos"][2] > c.carry_z - 0.03 else "lift"
-        return self._reach_phase(state, cube, cube[2] + c.grasp_offset_z + c.hover_z, yaw_off)
+        return self._reach_phase(state, cube, self._grasp_point(cube, c.hover_z)[2], yaw_off)
 
     def _reach_phase(self, state: dict[str, np.ndarray], target: np.ndarray, hover_z: float, yaw_off: float) -> str:
         """Approach `target` (xy) at `hover_z`, or descend onto it: over it and turned right, or
@@ -140,7 +144,7 @@ class ScriptedExpert:
         """Open fingers around the cube: centred and turned to it, the TCP between its centre and the grasp height."""
         c = self.config
         ee_z = float(state["ee_pos"][2])
-        at_height = cube[2] - 0.005 < ee_z < cube[2] + c.grasp_offset_z + c.z_tolerance_m
+        at_height = cube[2] - 0.005 < ee_z < self._grasp_point(cube)[2] + c.z_tolerance_m
         fingers_open = float(state["gripper"][0]) > 0.9
         return xy_off < c.xy_tolerance_m and yaw_off < 2 * c.yaw_tolerance_rad and at_height and fingers_open
 
@@ -165,17 +169,16 @@ class ScriptedExpert:
         # cube again (a policy closed them under DAgger), which puts it back to carrying.
         backing_off = self.phase == "release" or (self.phase == "retreat" and not self._holding(state, cube))
         if not backing_off:
-            phase = self._grasp_phase(state, cube, xy_off, yaw_off)
+            phase = self._grasp_phase(state, cube, yaw_off)
             if phase != self.phase:
                 self._advance(phase)
         if self.phase == "approach":
-            hover = np.array([cube[0], cube[1], cube[2] + c.grasp_offset_z + c.hover_z])
-            return hover, cube_yaw, OPEN
+            return self._grasp_point(cube, c.hover_z), cube_yaw, OPEN
         if self.phase == "descend":
             if self._ready_to_close(state, cube, xy_off, yaw_off):
                 self._advance("close")
                 return state["ee_pos"].copy(), ee_yaw, CLOSED
-            return np.array([cube[0], cube[1], cube[2] + c.grasp_offset_z]), cube_yaw, OPEN
+            return self._grasp_point(cube), cube_yaw, OPEN
         if self.phase == "lift":  # a pick task stays here until the success test fires
             return np.array([state["ee_pos"][0], state["ee_pos"][1], c.carry_z]), ee_yaw, CLOSED
         return self._place_goal(state, cube, ee_yaw)
@@ -227,7 +230,8 @@ class ScriptedExpert:
             phase = self._reach_phase(state, behind, c.push_z + c.hover_z, abs(float(state["ee_euler"][2])))
         if phase != self.phase:
             self._advance(phase)
-            self._push_start_x = float(cube[0])
+            if phase == "push":
+                self._push_start_x = float(cube[0])
         if self.phase == "approach":
             return behind + [0.0, 0.0, c.hover_z], 0.0, CLOSED
         if self.phase == "descend":

@@ -124,8 +124,7 @@ def test_expert_corrects_beside_the_cube_without_climbing_back(fast_env) -> None
     obs = fast_env.reset(4, TaskSpec("pick", cube="red"))
     expert = ScriptedExpert(fast_env.config.scene, fast_env.config.limits)
     expert.reset(fast_env.task)
-    cube = obs.state["red_cube_pos"] if "red_cube_pos" in obs.state else None
-    assert cube is not None, sorted(obs.state)
+    cube = obs.state["red_cube_pos"]
     state = dict(obs.state)
     state["ee_pos"] = cube + np.array([0.01, 0.0, 0.012])
     action = expert.act(state)
