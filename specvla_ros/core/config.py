@@ -96,6 +96,8 @@ class DecoderConfig:
     """How to decode: plain greedy, or Spec-VLA with per-dimension relaxation thresholds (bins).
 
     temporal: extra draft branches from the robot's recent actions (speculative mode only; off by default).
+    action_tokens_only: the target's greedy choice is taken among the action tokens only (constrained
+    greedy), so a text or padding id can never be emitted; r = 0 then equals constrained AR.
     """
 
     mode: DecoderMode = "speculative"
@@ -103,6 +105,7 @@ class DecoderConfig:
     tree: TreeConfig = field(default_factory=TreeConfig)
     unnorm_key: str | None = None
     temporal: TemporalDraftConfig = field(default_factory=TemporalDraftConfig)
+    action_tokens_only: bool = False
 
     @property
     def uses_draft_head(self) -> bool:

@@ -36,6 +36,8 @@ class DecodeStats:
     included (EAGLE's tau); 1.0 for autoregressive decoding. path_sources: per verify step, which
     proposer drafted the accepted path (bit flags: 1 draft head, 2 temporal branch, 3 both; 0 = no
     drafted token accepted). temporal_candidates: temporal branches offered (0 = off or no history).
+    non_action_tokens: emitted tokens outside the action range (a text or padding id decodes to a
+    range-limit bin: an action holding one must not move a robot).
     """
 
     mode: str
@@ -49,6 +51,7 @@ class DecodeStats:
     relax_bins: tuple[int, ...]
     path_sources: tuple[int, ...] = ()
     temporal_candidates: int = 0
+    non_action_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,14 @@ class _DecoderBase:
         self.config = config
         self.norm_stats = NormStats.from_checkpoint(backbone.norm_stats, config.unnorm_key)
 
+    def _greedy(self, logits: torch.Tensor) -> torch.Tensor:
+        """The target's own choice per row of logits: the argmax, among the action tokens only when
+        config.action_tokens_only (a padded vocabulary's unused rows above them never count)."""
+        if not self.config.action_tokens_only:
+            return logits.argmax(dim=-1)
+        first, end = self.backbone.action_tokenizer.first_action_token, self.backbone.action_tokenizer.vocab_size
+        return logits[..., first:end].argmax(dim=-1) + first
+
     def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
                 path_sources: tuple[int, ...] = (), temporal_candidates: int = 0) -> ActionResult:
         tokenizer = self.backbone.action_tokenizer
@@ -140,6 +151,7 @@ class _DecoderBase:
             relax_bins=self.config.relax_bins if self.config.mode == "speculative" else (0,) * N_ACTION_DIMS,
             path_sources=path_sources,
             temporal_candidates=temporal_candidates,
+            non_action_tokens=sum(not tokenizer.is_action_token(int(t)) for t in token_array),
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -160,7 +172,7 @@ class AutoregressiveDecoder(_DecoderBase):
         watch = Stopwatch(model.device)
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
-            token = int(prefill.logits_last.argmax())
+            token = int(self._greedy(prefill.logits_last))
         tokens = [token]
         position = prefill.prefix_len
         one = causal_mask(1, model.device)
@@ -168,7 +180,7 @@ class AutoregressiveDecoder(_DecoderBase):
             while len(tokens) < N_ACTION_DIMS:
                 ids = torch.tensor([tokens[-1]], device=model.device)
                 logits, _ = model.forward(prefill.cache, ids, torch.tensor([position], device=model.device), one)
-                tokens.append(int(logits[0].argmax()))
+                tokens.append(int(self._greedy(logits[0])))
                 position += 1
         return self._result(tokens, watch, forwards=N_ACTION_DIMS, accepted=())
 
@@ -216,7 +228,7 @@ class SpeculativeDecoder(_DecoderBase):
         watch = Stopwatch(device)
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
-            root = int(prefill.logits_last.argmax())
+            root = int(self._greedy(prefill.logits_last))
         tokens = [root]
         target_cache = prefill.cache
         root_position = prefill.prefix_len
@@ -254,7 +266,7 @@ class SpeculativeDecoder(_DecoderBase):
                 logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
                                                tree.attention_mask())
                 forwards += 1
-                target_next = logits.argmax(dim=-1)
+                target_next = self._greedy(logits)
                 parents = tree.parents.tolist()
                 parent_rows = torch.tensor([p + 1 for p in parents], dtype=torch.long, device=device)
                 dims = (len(tokens) - 1 + tree.depths).clamp(max=N_ACTION_DIMS - 1)

@@ -137,3 +137,49 @@ def test_relaxed_tokens_within_r_bins_of_the_target_choice(case, relax) -> None:
             assert tokenizer.is_action_token(token) and tokenizer.is_action_token(choice)
             assert abs(int(tokenizer.token_to_bin(token)) - int(tokenizer.token_to_bin(choice))) \
                 <= decoder_config.relax_bins[position]
+
+
+@torch.inference_mode()
+def constrained_reference(target, image, instruction) -> list[int]:
+    """Greedy among the action tokens only, recomputed from scratch for every token."""
+    first = target.action_tokenizer.first_action_token
+    tokens: list[int] = []
+    while len(tokens) < 7:
+        fresh = target.prefill(image, instruction)
+        if tokens:
+            logits, _ = target.forward(fresh.cache, torch.tensor(tokens), fresh.prefix_len + torch.arange(len(tokens)),
+                                       causal_mask(len(tokens), "cpu"))
+            row = logits[-1]
+        else:
+            row = fresh.logits_last
+        tokens.append(int(row[first:target.action_tokenizer.vocab_size].argmax()) + first)
+    return tokens
+
+
+@property_settings(30)
+@given(cases())
+def test_action_tokens_only_emits_actions_and_r0_equals_constrained_ar(case) -> None:
+    config, seed, draft, _, tree, shape, instruction = case
+    target, head = build(config, seed, draft, text_logit_scale=1.0)  # a target that often prefers text ids
+    image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    expected = constrained_reference(target, image, instruction)
+    for decoder_config in (DecoderConfig(mode="autoregressive", action_tokens_only=True),
+                           DecoderConfig(tree=tree, action_tokens_only=True)):
+        result = build_decoder(target, head, decoder_config).decode(image, instruction)
+        assert list(result.token_ids) == expected
+        assert result.stats.non_action_tokens == 0
+
+
+def test_non_action_tokens_are_counted() -> None:
+    config = TinyVLAConfig(image_size=32, patch_size=16, vision_dim=32, hidden_size=32, intermediate_size=64,
+                           num_layers=1, num_heads=4, num_kv_heads=4, vocab_size=528)
+    counted = 0
+    for seed in range(6):
+        target, head = build(config, seed, "random", text_logit_scale=2.0)
+        image = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        for decoder_config in (DecoderConfig(mode="autoregressive"), DecoderConfig()):
+            result = build_decoder(target, head, decoder_config).decode(image, "pick it up")
+            outside = sum(not target.action_tokenizer.is_action_token(t) for t in result.token_ids)
+            assert result.stats.non_action_tokens == outside
+            counted += outside
+    assert counted > 0  # the check saw non-action tokens, not only clean actions
