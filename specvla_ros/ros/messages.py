@@ -36,6 +36,7 @@ def decode_stats_msg(result: ActionResult, stamp: Time, image_stamp: Time, frame
     msg.token_ids = np.asarray(result.token_ids, dtype=np.int32)
     msg.path_sources = [int(flags) for flags in stats.path_sources]
     msg.temporal_candidates = min(255, int(stats.temporal_candidates))
+    msg.non_action_tokens = min(255, int(stats.non_action_tokens))
     return msg
 
 
