@@ -37,7 +37,8 @@ class DecodeStats:
     proposer drafted the accepted path (bit flags: 1 draft head, 2 temporal branch, 3 both; 0 = no
     drafted token accepted). temporal_candidates: temporal branches offered (0 = off or no history).
     non_action_tokens: emitted tokens outside the action range (a text or padding id decodes to a
-    range-limit bin: an action holding one must not move a robot).
+    range-limit bin: an action holding one must not move a robot). nonfinite_logits: some target
+    logits this decode read were NaN or infinite (a broken checkpoint): its tokens mean nothing.
     """
 
     mode: str
@@ -52,6 +53,7 @@ class DecodeStats:
     path_sources: tuple[int, ...] = ()
     temporal_candidates: int = 0
     non_action_tokens: int = 0
+    nonfinite_logits: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,9 @@ class _DecoderBase:
         return logits[..., first:end].argmax(dim=-1) + first
 
     def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
-                path_sources: tuple[int, ...] = (), temporal_candidates: int = 0) -> ActionResult:
+                finite: torch.Tensor, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0
+                ) -> ActionResult:
+        """finite: a bool tensor, False when any target logits read were NaN or infinite."""
         tokenizer = self.backbone.action_tokenizer
         token_array = np.asarray(tokens[:N_ACTION_DIMS])
         normalized = tokenizer.decode(token_array)
@@ -152,6 +156,7 @@ class _DecoderBase:
             path_sources=path_sources,
             temporal_candidates=temporal_candidates,
             non_action_tokens=sum(not tokenizer.is_action_token(int(t)) for t in token_array),
+            nonfinite_logits=not bool(finite),
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -172,6 +177,7 @@ class AutoregressiveDecoder(_DecoderBase):
         watch = Stopwatch(model.device)
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
+            finite = torch.isfinite(prefill.logits_last).all()
             token = int(self._greedy(prefill.logits_last))
         tokens = [token]
         position = prefill.prefix_len
@@ -180,9 +186,10 @@ class AutoregressiveDecoder(_DecoderBase):
             while len(tokens) < N_ACTION_DIMS:
                 ids = torch.tensor([tokens[-1]], device=model.device)
                 logits, _ = model.forward(prefill.cache, ids, torch.tensor([position], device=model.device), one)
+                finite &= torch.isfinite(logits).all()
                 tokens.append(int(self._greedy(logits[0])))
                 position += 1
-        return self._result(tokens, watch, forwards=N_ACTION_DIMS, accepted=())
+        return self._result(tokens, watch, forwards=N_ACTION_DIMS, accepted=(), finite=finite)
 
 
 class SpeculativeDecoder(_DecoderBase):
@@ -228,6 +235,7 @@ class SpeculativeDecoder(_DecoderBase):
         watch = Stopwatch(device)
         with watch.phase("prefill"):
             prefill = model.prefill(image, instruction)
+            finite = torch.isfinite(prefill.logits_last).all()
             root = int(self._greedy(prefill.logits_last))
         tokens = [root]
         target_cache = prefill.cache
@@ -266,6 +274,7 @@ class SpeculativeDecoder(_DecoderBase):
                 logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
                                                tree.attention_mask())
                 forwards += 1
+                finite &= torch.isfinite(logits).all()
                 target_next = self._greedy(logits)
                 parents = tree.parents.tolist()
                 parent_rows = torch.tensor([p + 1 for p in parents], dtype=torch.long, device=device)
@@ -294,7 +303,7 @@ class SpeculativeDecoder(_DecoderBase):
                 pair_start = root_position
             root, root_position = bonus, root_position + len(rows)
 
-        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step),
+        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step), finite=finite,
                             path_sources=tuple(path_sources), temporal_candidates=len(candidates))
 
 

@@ -151,3 +151,14 @@ def test_phase_times_add_up_within_the_total(trained_pair) -> None:
         assert 0 < stats.prefill_ms and 0 <= stats.draft_ms and 0 < stats.verify_ms
         assert stats.prefill_ms + stats.draft_ms + stats.verify_ms <= stats.total_ms + 1e-6
         assert stats.relax_bins == ((0,) * 7 if config.mode == "autoregressive" else (3,) * 7)
+
+
+def test_nonfinite_logits_are_reported(trained_pair) -> None:
+    target, head = make_pair(5)
+    image, text = observations(5, 1)[0]
+    for config in (DecoderConfig(mode="autoregressive"), DecoderConfig()):
+        assert not build_decoder(target, head, config).decode(image, text).stats.nonfinite_logits
+    with torch.no_grad():
+        target.lm_head.weight[-3:] = float("nan")  # a broken checkpoint: some logits are NaN
+    for config in (DecoderConfig(mode="autoregressive"), DecoderConfig()):
+        assert build_decoder(target, head, config).decode(image, text).stats.nonfinite_logits
