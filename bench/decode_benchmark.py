@@ -35,8 +35,7 @@ import numpy as np
 import torch
 
 from specvla_ros.core.config import DecoderConfig, TreeConfig
-from specvla_ros.core.decoder import ActionResult, build_decoder
-from specvla_ros.core.draft_tree import SOURCE_HEAD, SOURCE_TEMPORAL
+from specvla_ros.core.decoder import SOURCE_HEAD, SOURCE_TEMPORAL, ActionResult, build_decoder
 from specvla_ros.core.loading import load_backbone, load_draft
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 

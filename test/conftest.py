@@ -9,3 +9,22 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 # A domain per test process keeps concurrent runs (CI beside a developer's run) apart.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import pytest  # noqa: E402  (after the environment above, before anything imports rclpy)
+
+
+# A synthetic OpenVLA checkpoint (real layout, tiny sizes), written once per session; test/core and
+# test/openvla both decode it.
+@pytest.fixture(scope="session")
+def openvla_checkpoint(tmp_path_factory):
+    from test.openvla.synthetic import TinySpec, write_openvla_checkpoint
+
+    return write_openvla_checkpoint(tmp_path_factory.mktemp("openvla") / "checkpoint", TinySpec(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def single_backbone_checkpoint(tmp_path_factory):
+    from test.openvla.synthetic import TinySpec, write_openvla_checkpoint
+
+    return write_openvla_checkpoint(tmp_path_factory.mktemp("openvla_single") / "checkpoint", TinySpec(fused=False),
+                                    seed=1)

@@ -1,6 +1,7 @@
 """Acceptance rules: which drafted tokens the target's own choices accept.
 
-A rule only computes the accepted mask; picking the path is shared. Exact acceptance is the
+A rule only computes the accepted mask; picking the path (`deepest_accepted_chain`) is shared,
+and runs on the device: it reads nothing back to the host. Exact acceptance is the
 lossless rule; relaxed acceptance (Spec-VLA) also accepts an action token within r bins of the
 target's argmax (token-id distance equals bin distance), r per action dimension.
 """
@@ -30,21 +31,29 @@ def accept_relaxed(draft_tokens: torch.Tensor, target_tokens: torch.Tensor, rela
     return accept_exact(draft_tokens, target_tokens) | (both_actions & near)
 
 
-def longest_accepted_path(parents: list[int], depths: list[int], accepted: list[bool]) -> list[int]:
-    """Node indices (root excluded, root = -1 parent) of the deepest chain of accepted nodes.
+def deepest_accepted_chain(parents: torch.Tensor, depths: torch.Tensor, accepted: torch.Tensor, max_depth: int
+                           ) -> torch.Tensor:
+    """The accepted path of a draft tree (parents: -1 = the root; depths: 1 = the root's child) as a
+    (max_depth,) tensor: its deepest node first, then that node's parent,
+    and so on up to the root's child, padded with -1 (all -1 when nothing was accepted).
 
-    Nodes come ordered by draft confidence, so among equally deep paths the most confident wins.
+    A node counts when it and all its ancestors are accepted; the deepest such node wins, and among
+    equally deep ones the first in tree order (the draft head's most confident).
     """
-    reachable = [False] * len(parents)
-    best: int | None = None
-    for node in sorted(range(len(parents)), key=lambda i: depths[i]):
-        parent = parents[node]
-        if accepted[node] and (parent < 0 or reachable[parent]):
-            reachable[node] = True
-            if best is None or depths[node] > depths[best]:
-                best = node
-    path: list[int] = []
-    while best is not None and best >= 0:
-        path.append(best)
-        best = parents[best] if parents[best] >= 0 else None
-    return path[::-1]
+    device = accepted.device
+    count = accepted.shape[0]
+    if count == 0:
+        return torch.full((max(max_depth, 1),), -1, dtype=torch.long, device=device)
+    is_child_of_root = parents < 0
+    parent = parents.clamp(min=0)
+    reachable = accepted & is_child_of_root
+    for _ in range(max_depth - 1):
+        reachable = accepted & (is_child_of_root | reachable[parent])
+    rank = depths * (count + 1) - torch.arange(count, device=device)
+    rank = torch.where(reachable, rank, torch.full_like(rank, -1))
+    best = torch.where(rank.max() >= 0, rank.argmax(), torch.full_like(rank[0], -1)).view(1)
+    chain = [best]
+    for _ in range(max_depth - 1):  # (1,)-shaped indices: a 0-d index would read the host
+        above = chain[-1]
+        chain.append(torch.where(above >= 0, parents.index_select(0, above.clamp(min=0)), above))
+    return torch.cat(chain)

@@ -1,8 +1,9 @@
-"""What a decoder needs from a VLA, and the KV-cache surgery every backbone shares.
+"""What a decoder needs from a VLA, and the language-model half every backbone shares.
 
 The decoders never reach into a model: they call `prefill`, `forward` (new tokens with explicit
 positions and an attention mask over them, for a chain or a tree) and `commit` (keep only the
-accepted entries). Trees are passed as plain tensors, never stashed on the model.
+accepted entries). Trees are passed as plain tensors, never stashed on the model. The KV cache is
+a StaticKVCache (core/static_llama.py): allocated once, written in place, reused across decodes.
 """
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from transformers import DynamicCache
+from torch import nn
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
+from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.errors import InputError
+from specvla_ros.core.static_llama import LlamaStack, StaticKVCache, visibility_after
+
+CACHE_GRANULE = 64  # cache capacities are rounded up to this, so a new prompt length rarely means a new cache
 
 
 @dataclass
@@ -26,7 +31,7 @@ class PrefillOutput:
     input at i + 1); logits_last: (V,) logits at the last position.
     """
 
-    cache: DynamicCache
+    cache: StaticKVCache
     hidden: torch.Tensor
     next_embeds: torch.Tensor
     logits_last: torch.Tensor
@@ -46,16 +51,24 @@ class Backbone(Protocol):
     embed_tokens: torch.nn.Embedding
     lm_head: torch.nn.Linear
 
-    def prefill(self, image: np.ndarray, instruction: str) -> PrefillOutput: ...
+    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
+                reserve: int = 8) -> PrefillOutput:
+        """Read image + prompt into `cache` (reused when it holds the prefix + `reserve` more entries,
+        else a new one is made and returned in the output)."""
+        ...
 
-    def forward(self, cache: DynamicCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
+    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
                 tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append len(token_ids) entries; tree_mask (n, n) bool says which new tokens each one sees
         (itself included); all cached entries are visible. Returns (logits (n, V), hidden (n, H))."""
         ...
 
-    def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
+    def commit(self, cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
         """Keep the first `start` cache entries, then entries start + keep (indices into the last forward)."""
+        ...
+
+    def compile(self, mode: CompileMode) -> None:
+        """torch.compile the language model's forward ("off" = eager)."""
         ...
 
 
@@ -71,65 +84,93 @@ def validate_observation(image: np.ndarray, instruction: str) -> None:
         raise InputError("instruction is empty: give the task in words, e.g. 'pick up the red cube'")
 
 
-def additive_mask(tree_mask: torch.Tensor, past_len: int, dtype: torch.dtype) -> torch.Tensor:
-    """(n, n) bool visibility among new tokens, every cached entry visible -> (1, 1, n, past + n)."""
-    n = tree_mask.shape[0]
-    visible = torch.ones(n, past_len + n, dtype=torch.bool, device=tree_mask.device)
-    visible[:, past_len:] = tree_mask
-    return visibility_to_additive(visible, dtype)
-
-
-def visibility_to_additive(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(n, past + n) bool -> (1, 1, n, past + n) additive attention mask (0 where visible, -inf not)."""
-    mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
-    mask.masked_fill_(~visible, torch.finfo(dtype).min)
-    return mask[None, None]
-
-
-def causal_mask(n: int, device: torch.device) -> torch.Tensor:
+def causal_mask(n: int, device: torch.device | str) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).tril()
 
 
-def cache_length(cache: DynamicCache) -> int:
-    return cache.get_seq_length()
+def cache_capacity(entries: int) -> int:
+    """Room for `entries`, rounded up to CACHE_GRANULE."""
+    return -(-entries // CACHE_GRANULE) * CACHE_GRANULE
 
 
-def keep_cache_entries(cache: DynamicCache, keep_len: int, extra: torch.Tensor | None = None) -> None:
-    """Keep the first `keep_len` entries, then the entries at absolute indices `extra` (in order)."""
-    for layer in cache.layers:
-        if extra is None or extra.numel() == 0:
-            layer.keys = layer.keys[:, :, :keep_len]
-            layer.values = layer.values[:, :, :keep_len]
-            continue
-        index = torch.cat([torch.arange(keep_len, device=extra.device), extra])
-        layer.keys = layer.keys.index_select(2, index)
-        layer.values = layer.values.index_select(2, index)
+class LlamaLanguageModel:
+    """The language-model half every OpenVLA-shaped backbone shares: a HF causal LM's weights run
+    through LlamaStack over a static cache. Not an nn.Module: it only points at the model's modules.
 
-
-# ----- the language-model half that every OpenVLA-shaped backbone shares ------------------------
-def llama_prefill(causal_lm: torch.nn.Module, prompt_ids: torch.Tensor, patches: torch.Tensor) -> PrefillOutput:
-    """Run OpenVLA's sequence, [BOS][image patches][prompt], through a HF causal LM with a fresh KV cache.
-
-    prompt_ids: BOS + prompt token ids; patches: (P, H) projected patch embeddings.
+    Two step functions, each one graph when compiled: `_prefill_math` (a prompt, causal, last
+    logits) and `step_math` (new tokens after the cache under a tree mask, every row's logits).
     """
-    text = causal_lm.model.embed_tokens(prompt_ids)
-    embeds = torch.cat([text[:1], patches, text[1:]])
-    cache = DynamicCache()
-    hidden = causal_lm.model(inputs_embeds=embeds[None], cache=cache, use_cache=True).last_hidden_state[0]
-    return PrefillOutput(cache=cache, hidden=hidden, next_embeds=embeds[1:],
-                         logits_last=causal_lm.lm_head(hidden[-1]))
 
+    def __init__(self, causal_lm: nn.Module) -> None:
+        self.causal_lm = causal_lm
+        model = causal_lm.model
+        self.stack = LlamaStack(model.layers, model.rotary_emb, model.norm)
+        self.compile("off")
 
-def llama_tree_forward(causal_lm: torch.nn.Module, cache: DynamicCache, token_ids: torch.Tensor,
-                       position_ids: torch.Tensor, tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone.forward for a HF causal LM: the tree's tokens under its ancestor mask -> (logits, hidden)."""
-    mask = additive_mask(tree_mask, cache_length(cache), causal_lm.lm_head.weight.dtype)
-    out = causal_lm.model(input_ids=token_ids[None], position_ids=position_ids[None], attention_mask=mask,
-                          cache=cache, use_cache=True)
-    hidden = out.last_hidden_state[0]
-    return causal_lm.lm_head(hidden), hidden
+    def compile(self, mode: CompileMode) -> None:
+        """Compile (or not) the two step functions; asking again for the same mode keeps the graphs
+        already made (every decoder over this model shares them)."""
+        if getattr(self, "step", None) is not None and self.step.mode == mode:
+            return
+        device_type = self.stack.device.type
+        self._prefill = CompiledFunction(self._prefill_math, mode, device_type)
+        self.step = CompiledFunction(self.step_math, mode, device_type)
 
+    @property
+    def compiled(self) -> bool:
+        return self.step.compiled
 
-def commit_path(cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
-    """Backbone.commit: keep the prefix before `start`, then the tree entries `keep` (relative to start)."""
-    keep_cache_entries(cache, start, start + keep.to(device=cache.layers[0].keys.device, dtype=torch.long))
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.causal_lm.model.embed_tokens(token_ids)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.causal_lm.lm_head(hidden)
+
+    def new_cache(self, capacity: int) -> StaticKVCache:
+        weight = self.causal_lm.lm_head.weight
+        return self.stack.new_cache(capacity, weight.device, weight.dtype)
+
+    def _prefill_math(self, embeds: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                      values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.arange(embeds.shape[0], device=embeds.device)
+        columns = torch.arange(keys.shape[2], device=embeds.device)
+        hidden = self.stack.layers_forward(embeds, rows, cos, sin, rows, columns[None, :] <= rows[:, None], keys, values)
+        return hidden, self.logits(hidden[-1])
+
+    def step_math(self, token_ids: torch.Tensor, positions: torch.Tensor, tree_mask: torch.Tensor,
+                  length: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                  values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """token_ids (n,) at `positions`, written after the first `length` (0-d) cache entries, which
+        they all see; among themselves as tree_mask (n, n) says -> (logits (n, V), hidden (n, H))."""
+        slots = length + torch.arange(token_ids.shape[0], device=token_ids.device)
+        visible = visibility_after(length, tree_mask, keys.shape[2])
+        hidden = self.stack.layers_forward(self.embed(token_ids), positions, cos, sin, slots, visible, keys, values)
+        return self.logits(hidden), hidden
+
+    def prefill(self, prompt_ids: torch.Tensor, patches: torch.Tensor, cache: StaticKVCache | None,
+                reserve: int) -> PrefillOutput:
+        """OpenVLA's sequence, [BOS][image patches][prompt]: prompt_ids = BOS + prompt token ids,
+        patches (P, H) projected patch embeddings."""
+        text = self.embed(prompt_ids)
+        embeds = torch.cat([text[:1], patches, text[1:]])
+        count = embeds.shape[0]
+        if cache is None or cache.capacity < count + reserve:
+            cache = self.new_cache(cache_capacity(count + reserve))
+        cos, sin = self.stack.rotary_tables(embeds)
+        hidden, logits_last = self._prefill(embeds, cos, sin, cache.keys, cache.values)
+        cache.length = count
+        return PrefillOutput(cache=cache, hidden=hidden, next_embeds=embeds[1:], logits_last=logits_last)
+
+    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
+                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = token_ids.shape[0]
+        cache.check_room(count)
+        length = torch.tensor(cache.length, device=token_ids.device)
+        cos, sin = self.stack.rotary_tables(cache.keys)
+        logits, hidden = self.step(token_ids, position_ids, tree_mask, length, cos, sin, cache.keys, cache.values)
+        cache.length += count
+        return logits, hidden
+
+    @staticmethod
+    def commit(cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
+        cache.keep(start, keep.to(device=cache.keys.device, dtype=torch.long))

@@ -6,25 +6,29 @@ accept the longest path the acceptance rule allows, emit it plus the target's ow
 (the bonus), and keep only that path in both KV caches. With temporal drafting on, guesses from the
 robot's recent actions join the tree as extra chains (core/temporal_draft.py); the scorer and the
 acceptance rule do not change.
+
+Both run over static KV caches that live as long as the decoder, and read the host as little as
+possible: AR once per decode, speculative once per verify step (the path, its tokens and the
+bonus, in one read). Everything else stays on the device, so on a GPU the host never waits.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from specvla_ros.core.acceptance import accept_relaxed, longest_accepted_path
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, NormStats
-from specvla_ros.core.backbone import Backbone, causal_mask, keep_cache_entries
+from specvla_ros.core.backbone import Backbone, PrefillOutput, cache_capacity, causal_mask
+from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.draft_tree import SOURCE_TEMPORAL, DraftTree, build_tree
+from specvla_ros.core.draft_tree import DraftTree, TreeDrafter, TreeLayout, cat_trees, chain_nodes
 from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.static_llama import StaticKVCache
+from specvla_ros.core.stopwatch import Stopwatch
 from specvla_ros.core.temporal_draft import TemporalHistory
+from specvla_ros.core.verify import READ_BONUS, READ_FINITE, READ_PATH, READ_PATH_LENGTH, READ_ROOT, TreeVerifier
 
 
 @dataclass(frozen=True)
@@ -76,56 +80,32 @@ class StepTrace:
     accepted: torch.Tensor
     path: list[int]
     bonus: int
+    max_depth: int  # the deepest a node could be accepted at this step
 
 
-class Stopwatch:
-    """Milliseconds per phase: CUDA events on a CUDA device (read once, at the end), perf_counter on CPU.
-
-    Events measure the GPU work between two points of the stream without synchronizing at every
-    phase boundary, which would itself slow the decode down.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.device = device
-        self._spans: list[tuple[str, object, object]] = []
-        self._start = self.mark()
-
-    def mark(self) -> object:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record(torch.cuda.current_stream(self.device))
-            return event
-        return time.perf_counter()
-
-    def _elapsed_ms(self, start: object, end: object) -> float:
-        if self.cuda:
-            end.synchronize()
-            return start.elapsed_time(end)
-        return 1000.0 * (end - start)
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        start = self.mark()
-        yield
-        self._spans.append((name, start, self.mark()))
-
-    def finish(self) -> tuple[dict[str, float], float]:
-        """(milliseconds per phase, total milliseconds since construction)."""
-        end = self.mark()
-        totals: dict[str, float] = {}
-        for name, start, stop in self._spans:
-            totals[name] = totals.get(name, 0.0) + self._elapsed_ms(start, stop)
-        return totals, self._elapsed_ms(self._start, end)
+SOURCE_HEAD, SOURCE_TEMPORAL = 1, 2  # DecodeStats.path_sources bit flags
+# Warm-up prompts of three lengths: a graph for a fixed length, then one with a symbolic length.
+WARM_UP_INSTRUCTIONS = ("pick up the object", "push the cube to the left", "put the red cube on the green plate")
 
 
 class _DecoderBase:
+    """What both decoders share: the target's static cache (kept across decodes), greedy choice,
+    compilation, warm-up and the result."""
+
     def __init__(self, backbone: Backbone, config: DecoderConfig) -> None:
         self.backbone = backbone
         self.config = config
         self.norm_stats = NormStats.from_checkpoint(backbone.norm_stats, config.unnorm_key)
+        self._target_cache: StaticKVCache | None = None
+        self._one_token = causal_mask(1, backbone.device)
+        self.compile_mode: CompileMode = "off"
 
-    def _greedy(self, logits: torch.Tensor) -> torch.Tensor:
+    def compile(self, mode: CompileMode) -> None:
+        """torch.compile every step function this decoder runs ("off" = eager). Call warm_up next."""
+        self.compile_mode = mode
+        self.backbone.compile(mode)
+
+    def greedy(self, logits: torch.Tensor) -> torch.Tensor:
         """The target's own choice per row of logits: the argmax, among the action tokens only when
         config.action_tokens_only (a padded vocabulary's unused rows above them never count)."""
         if not self.config.action_tokens_only:
@@ -133,10 +113,37 @@ class _DecoderBase:
         first, end = self.backbone.action_tokenizer.first_action_token, self.backbone.action_tokenizer.vocab_size
         return logits[..., first:end].argmax(dim=-1) + first
 
+    def _prefill(self, image: np.ndarray, instruction: str, reserve: int) -> PrefillOutput:
+        """Prefill into the decoder's own cache (a larger one replaces it when a prompt needs more room)."""
+        prefill = self.backbone.prefill(image, instruction, self._target_cache, reserve)
+        self._target_cache = prefill.cache
+        return prefill
+
+    def _one_step(self, cache: StaticKVCache, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One token after the cache's entries (position = cache length, a 0-d tensor) -> its logits."""
+        cos, sin = self.backbone.language.stack.rotary_tables(cache.keys)
+        logits, _ = self.backbone.language.step(token.view(1), position.view(1), self._one_token, position,
+                                                cos, sin, cache.keys, cache.values)
+        return logits[0]
+
+    def reset(self) -> None:
+        """New episode (the simulation harness calls this); the speculative decoder forgets its history."""
+
+    def decode(self, image: np.ndarray, instruction: str, **times: float | None) -> ActionResult:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """Decode synthetic frames with prompts of three lengths, so that every compiled graph exists
+        before the first camera frame (core/compilation.py); then forget them (reset)."""
+        rng = np.random.default_rng(0)
+        for index, instruction in enumerate(WARM_UP_INSTRUCTIONS * 2):
+            image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+            self.decode(image, instruction, time_s=0.1 * index)
+        self.reset()
+
     def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
-                finite: torch.Tensor, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0
-                ) -> ActionResult:
-        """finite: a bool tensor, False when any target logits read were NaN or infinite."""
+                finite: bool, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0) -> ActionResult:
         tokenizer = self.backbone.action_tokenizer
         token_array = np.asarray(tokens[:N_ACTION_DIMS])
         normalized = tokenizer.decode(token_array)
@@ -156,7 +163,7 @@ class _DecoderBase:
             path_sources=path_sources,
             temporal_candidates=temporal_candidates,
             non_action_tokens=sum(not tokenizer.is_action_token(int(t)) for t in token_array),
-            nonfinite_logits=not bool(finite),
+            nonfinite_logits=not finite,
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -164,38 +171,36 @@ class _DecoderBase:
 
 
 class AutoregressiveDecoder(_DecoderBase):
-    """Greedy decoding, one target forward per token, with a KV cache: the reference and baseline."""
-
-    def reset(self) -> None:
-        """New episode: nothing to forget (the same interface as SpeculativeDecoder)."""
+    """Greedy decoding, one target forward per token, over the static cache: the reference and the
+    fastest AR baseline (compiled when asked). It reads the host once, at the end."""
 
     @torch.inference_mode()
     def decode(self, image: np.ndarray, instruction: str, *, time_s: float | None = None,
                frame_age_s: float | None = None) -> ActionResult:
         """time_s and frame_age_s are accepted for interface parity and ignored."""
-        model = self.backbone
-        watch = Stopwatch(model.device)
+        watch = Stopwatch(self.backbone.device)
         with watch.phase("prefill"):
-            prefill = model.prefill(image, instruction)
-            finite = torch.isfinite(prefill.logits_last).all()
-            token = int(self._greedy(prefill.logits_last))
-        tokens = [token]
-        position = prefill.prefix_len
-        one = causal_mask(1, model.device)
+            prefill = self._prefill(image, instruction, reserve=N_ACTION_DIMS)
+            tokens = [self.greedy(prefill.logits_last)]
+        cache = prefill.cache
+        positions = torch.arange(cache.length, cache.length + N_ACTION_DIMS, device=self.backbone.device)
         with watch.phase("verify"):
-            while len(tokens) < N_ACTION_DIMS:
-                ids = torch.tensor([tokens[-1]], device=model.device)
-                logits, _ = model.forward(prefill.cache, ids, torch.tensor([position], device=model.device), one)
-                finite &= torch.isfinite(logits).all()
-                tokens.append(int(self._greedy(logits[0])))
-                position += 1
-        return self._result(tokens, watch, forwards=N_ACTION_DIMS, accepted=(), finite=finite)
+            for step in range(N_ACTION_DIMS - 1):
+                logits = self._one_step(cache, tokens[-1], positions[step])
+                tokens.append(self.greedy(logits))
+        cache.length += N_ACTION_DIMS - 1
+        # A broken checkpoint makes every logit NaN: the prefill's and the last step's stand for all.
+        finite = torch.isfinite(prefill.logits_last).all() & torch.isfinite(logits).all()
+        host = torch.stack(tokens + [finite.long()]).tolist()  # the decode's one host read
+        return self._result(host[:N_ACTION_DIMS], watch, forwards=N_ACTION_DIMS, accepted=(), finite=bool(host[-1]))
 
 
 class SpeculativeDecoder(_DecoderBase):
     """Spec-VLA: EAGLE-2 draft tree (+ temporal branches) + one verifying forward per step + relaxed acceptance.
 
-    draft_head may be None only when the config drafts from temporal branches alone.
+    draft_head may be None only when the config drafts from temporal branches alone. Each step is
+    two functions of fixed shapes (core/draft_tree.TreeDrafter, core/verify.TreeVerifier), one graph
+    each when compiled; the draft head keeps its own static cache across decodes.
     """
 
     def __init__(self, backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig) -> None:
@@ -204,9 +209,24 @@ class SpeculativeDecoder(_DecoderBase):
             raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
                               "temporal_draft.draft_head false with temporal_draft.enabled true)")
         self.draft_head = draft_head if config.uses_draft_head else None
-        self._relax = torch.tensor(config.relax_bins, device=backbone.device)
         self.temporal = (TemporalHistory(config.temporal, backbone.action_tokenizer)
                          if config.temporal.enabled else None)
+        chains = len(config.temporal.proposals) if self.temporal is not None else 0
+        self.layout = TreeLayout.of(config.tree, backbone.action_tokenizer, self.draft_head is not None, chains)
+        self._relax = torch.tensor(config.relax_bins, device=backbone.device)
+        self._draft_cache: StaticKVCache | None = None
+        self.compile("off")
+
+    def compile(self, mode: CompileMode) -> None:
+        super().compile(mode)
+        device_type = self.backbone.device.type
+        verifier = TreeVerifier(self.backbone.language, self.layout, self.backbone.action_tokenizer, self._relax,
+                                self.greedy)
+        self._verify = CompiledFunction(verifier.__call__, mode, device_type)
+        self._draft = None
+        if self.draft_head is not None:
+            drafter = TreeDrafter(self.draft_head, self.layout, self.config.tree, self.backbone.action_tokenizer)
+            self._draft = CompiledFunction(drafter.__call__, mode, device_type)
 
     def reset(self) -> None:
         """New episode: forget the temporal history (the simulation harness calls this)."""
@@ -228,83 +248,110 @@ class SpeculativeDecoder(_DecoderBase):
         self.temporal.record(result.token_ids)
         return result
 
+    def _draft_cache_for(self, prefix_len: int) -> StaticKVCache:
+        # Catch-up pairs (the prefix first, later padded to max_depth + 1) and one tree's rows.
+        needed = prefix_len + N_ACTION_DIMS + max(prefix_len, self.layout.max_depth + 1) + self.layout.draft_rows
+        if self._draft_cache is None or self._draft_cache.capacity < needed:
+            self._draft_cache = self.draft_head.stack.new_cache(cache_capacity(needed), self.backbone.device,
+                                                                self.backbone.dtype)
+        return self._draft_cache
+
     def _decode(self, image: np.ndarray, instruction: str, candidates: list[tuple[int, ...]],
                 trace: list[StepTrace] | None) -> ActionResult:
-        model, head = self.backbone, self.draft_head
+        model, head, layout = self.backbone, self.draft_head, self.layout
         device = model.device
         watch = Stopwatch(device)
         with watch.phase("prefill"):
-            prefill = model.prefill(image, instruction)
-            finite = torch.isfinite(prefill.logits_last).all()
-            root = int(self._greedy(prefill.logits_last))
-        tokens = [root]
-        target_cache = prefill.cache
-        root_position = prefill.prefix_len
+            prefill = self._prefill(image, instruction, reserve=N_ACTION_DIMS + layout.nodes + 1)
+            root = self.greedy(prefill.logits_last)
+        cache = prefill.cache
+        cos, sin = model.language.stack.rotary_tables(cache.keys)
         if head is not None:
-            # Draft head catch-up pairs: (target feature i, input embedding i + 1), then the root's pair.
+            draft_cache = self._draft_cache_for(prefill.prefix_len)
+            draft_cos, draft_sin = head.stack.rotary_tables(draft_cache.keys)
+            # Catch-up pairs: (target feature i, input embedding i + 1), the root's pair last.
+            pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(root.view(1))])
             pair_features = prefill.hidden
-            pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(torch.tensor([root], device=device))])
-            pair_start = 0
-            draft_cache = type(target_cache)()
+            pair_count, pair_position, draft_length = prefill.prefix_len, 0, 0
+        finite_prefill = torch.isfinite(prefill.logits_last).all()
+        tokens: list[int] = []  # on the host, from each step's single read
         accepted_per_step: list[int] = []
         path_sources: list[int] = []
-        forwards = 1
+        emitted, forwards, finite = 1, 1, True
+        root_position = cache.length
 
-        while len(tokens) < N_ACTION_DIMS:
-            # The bonus token supplies the last missing token, so drafting deeper than one less
-            # saves no target forward; with one token missing the root is verified alone.
-            max_depth = N_ACTION_DIMS - len(tokens) - 1
-            committed = None
-            with watch.phase("draft"):
-                if max_depth > 0 and head is not None:
-                    positions = torch.arange(pair_start, pair_start + pair_features.shape[0], device=device)
-                    predicted = head(draft_cache, pair_embeds, pair_features, positions)
-                    committed = draft_cache.get_seq_length()
-                    tree = build_tree(head, draft_cache, predicted[-1], root_position, max_depth, self.config.tree,
-                                      model.action_tokenizer)
-                else:
-                    tree = DraftTree.empty(device)
-                if max_depth > 0 and candidates:
-                    # Each guess's still-missing tokens, as one chain below the root.
-                    done = len(tokens)
-                    tree = tree.with_chains([list(guess[done:done + max_depth]) for guess in candidates],
-                                            SOURCE_TEMPORAL)
-            with watch.phase("verify"):
-                ids = torch.cat([torch.tensor([root], device=device), tree.tokens])
-                logits, hidden = model.forward(target_cache, ids, root_position + tree.position_offsets(),
-                                               tree.attention_mask())
+        while emitted < N_ACTION_DIMS:
+            # The bonus token supplies the last missing token, so no node deeper than one less is
+            # verified; with one token missing the root is verified alone.
+            max_depth = N_ACTION_DIMS - emitted - 1
+            if max_depth == 0:
+                with watch.phase("verify"):
+                    logits = self._one_step(cache, root, torch.tensor(root_position, device=device))
+                    bonus = self.greedy(logits)
+                    read = torch.stack([root, bonus, torch.isfinite(logits).all().long()]).tolist()
+                cache.length += 1
                 forwards += 1
-                finite &= torch.isfinite(logits).all()
-                target_next = self._greedy(logits)
-                parents = tree.parents.tolist()
-                parent_rows = torch.tensor([p + 1 for p in parents], dtype=torch.long, device=device)
-                dims = (len(tokens) - 1 + tree.depths).clamp(max=N_ACTION_DIMS - 1)
-                accepted = accept_relaxed(tree.tokens, target_next[parent_rows], self._relax[dims],
-                                          model.action_tokenizer)
-                path = longest_accepted_path(parents, tree.depths.tolist(), accepted.tolist())
-                rows = [0] + [node + 1 for node in path]
-                model.commit(target_cache, root_position, torch.tensor(rows, dtype=torch.long, device=device))
-            path_tokens = [int(tree.tokens[node]) for node in path]
-            bonus = int(target_next[rows[-1]])
+                tokens += [read[0]] if not tokens else []
+                tokens.append(read[1])
+                finite = finite and bool(read[2])
+                accepted_per_step.append(0)
+                path_sources.append(0)
+                if trace is not None:
+                    trace.append(StepTrace(read[0], DraftTree.empty_head(device), bonus.view(1),
+                                           torch.zeros(0, dtype=torch.bool, device=device), [], read[1], 0))
+                break
+            counts = torch.tensor([root_position, emitted, max_depth, pair_count if head else 0,
+                                   pair_position if head else 0, draft_length if head else 0], device=device)
+            with watch.phase("draft"):
+                tree = DraftTree.empty_head(device)
+                if head is not None:
+                    tree = DraftTree(*self._draft(pair_embeds, pair_features, counts[3], counts[4], counts[5],
+                                                  counts[2], draft_cos, draft_sin, draft_cache.keys,
+                                                  draft_cache.values))
+                if layout.chains:
+                    guesses = [list(guess[emitted:emitted + max_depth]) for guess in candidates]
+                    tree = cat_trees(tree, chain_nodes(guesses, layout.chains, device))
+            with watch.phase("verify"):
+                (read_tensor, bonus, next_embeds, next_features, target_tokens,
+                 accepted) = self._verify(root, tree.tokens, tree.parents, tree.depths, tree.valid, counts[0],
+                                          counts[1], cos, sin, cache.keys, cache.values)
+                read = read_tensor.tolist()  # the step's one host read
+            forwards += 1
+            path_length = read[READ_PATH_LENGTH]
+            path_tokens = read[READ_PATH:READ_PATH + path_length]
+            path_nodes = read[READ_PATH + layout.max_depth:READ_PATH + layout.max_depth + path_length]
+            cache.length = root_position + path_length + 1
+            if not tokens:
+                tokens.append(read[READ_ROOT])
+            tokens += path_tokens + [read[READ_BONUS]]
+            finite = finite and bool(read[READ_FINITE])
+            accepted_per_step.append(path_length)
+            path_sources.append(self._path_source(path_nodes, path_tokens, candidates, emitted))
             if trace is not None:
-                trace.append(StepTrace(root, tree, target_next, accepted, path, bonus))
-            tokens += path_tokens + [bonus]
-            accepted_per_step.append(len(path))
-            # Proposers are closed under ancestors, so the deepest node names the whole path's source.
-            path_sources.append(tree.source_flags()[path[-1]] if path else 0)
+                trace.append(StepTrace(read[READ_ROOT], tree, target_tokens, accepted, path_nodes, read[READ_BONUS],
+                                       max_depth))
             if head is not None:
-                if committed is not None:
-                    keep_cache_entries(draft_cache, committed)
-                # Next catch-up pairs: target features of root and path, each with the following token.
-                # They come from the target's verify forward, so a path through temporal nodes (which the
-                # draft head never ran) is caught up exactly like one through its own nodes.
-                pair_features = hidden[rows]
-                pair_embeds = model.embed_tokens(torch.tensor(path_tokens + [bonus], device=device))
-                pair_start = root_position
-            root, root_position = bonus, root_position + len(rows)
+                draft_length += pair_count
+                pair_embeds, pair_features = next_embeds, next_features
+                pair_count, pair_position = path_length + 1, root_position
+            root, root_position = bonus, root_position + path_length + 1
+            emitted += path_length + 1
 
+        finite = finite and bool(finite_prefill)
         return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step), finite=finite,
                             path_sources=tuple(path_sources), temporal_candidates=len(candidates))
+
+    def _path_source(self, path_nodes: list[int], path_tokens: list[int], candidates: list[tuple[int, ...]],
+                     emitted: int) -> int:
+        """Who proposed the accepted path: the draft head when its deepest node is one of the head's,
+        plus the temporal bit when a guess holds the same tokens (the head's nodes come first, so a
+        path taken from a chain means the head did not draft it). 0 when nothing was accepted."""
+        if not path_nodes:
+            return 0
+        flags = SOURCE_HEAD if path_nodes[-1] < self.layout.head_nodes else 0
+        if any(list(guess[emitted:emitted + len(path_tokens)]) == path_tokens for guess in candidates):
+            flags |= SOURCE_TEMPORAL
+        return flags
 
 
 def build_decoder(backbone: Backbone, draft_head: DraftHead | None, config: DecoderConfig

@@ -2,7 +2,9 @@
 
 `fc: [embedding(token) ; target feature] (2H) -> H`, then one Llama decoder layer. The target's
 embedding table and LM head are shared and frozen (not saved with the head), so the head's
-vocabulary is the target's by construction. It keeps its own KV cache.
+vocabulary is the target's by construction. Decoding runs it through `step` over its own static
+KV cache (the same lean forward as the target, core/static_llama.py); training runs `forward`,
+the HF layer over a whole causal sequence.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from transformers import DynamicCache, LlamaConfig
+from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
-from specvla_ros.core.backbone import Backbone, additive_mask, cache_length, causal_mask, visibility_to_additive
+from specvla_ros.core.backbone import Backbone, causal_mask
 from specvla_ros.core.errors import CheckpointError
+from specvla_ros.core.static_llama import LlamaStack, StaticKVCache
 from specvla_ros.core.tiny_vla import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 
 MODEL_TYPE = "specvla-eagle-draft-head"
@@ -35,6 +38,7 @@ class DraftHead(nn.Module):
         self.rotary = LlamaRotaryEmbedding(self.layer_config)
         # Shared with the target, frozen; kept out of state_dict (see _shared below).
         self._shared = (target.embed_tokens, target.lm_head)
+        self._stack: LlamaStack | None = None
         self.eval()
 
     @property
@@ -45,22 +49,34 @@ class DraftHead(nn.Module):
     def lm_head(self) -> nn.Linear:
         return self._shared[1]
 
-    def forward(self, cache: DynamicCache, embeds: torch.Tensor, features: torch.Tensor, position_ids: torch.Tensor,
-                visible: torch.Tensor | None = None) -> torch.Tensor:
-        """Pairs (embeds[i], features[i]) at position_ids[i] -> predicted next features (n, H).
-
-        visible: (n, cached + n) bool, what each new pair may attend to; None = all cached entries
-        plus a causal chain among the new pairs.
-        """
+    def forward(self, embeds: torch.Tensor, features: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Training: pairs (embeds[i], features[i]) at position_ids[i], each seeing the pairs before
+        it -> predicted next features (n, H)."""
         x = self.fc(torch.cat([embeds, features], dim=-1))[None]
-        if visible is None:
-            mask = additive_mask(causal_mask(x.shape[1], x.device), cache_length(cache), x.dtype)
-        else:
-            mask = visibility_to_additive(visible, x.dtype)
+        mask = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
+        mask.masked_fill_(~causal_mask(x.shape[1], x.device), torch.finfo(x.dtype).min)
         positions = position_ids[None]
-        x = self.layer(x, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+        x = self.layer(x, attention_mask=mask[None, None], position_ids=positions,
                        position_embeddings=self.rotary(x, positions))
         return x[0]
+
+    # ----- decoding: the lean forward over a static cache ---------------------------------
+    @property
+    def stack(self) -> LlamaStack:
+        if self._stack is None:
+            self._stack = LlamaStack([self.layer], self.rotary)
+        return self._stack
+
+    def new_cache(self, capacity: int) -> StaticKVCache:
+        weight = self.fc.weight
+        return self.stack.new_cache(capacity, weight.device, weight.dtype)
+
+    def step(self, cache: StaticKVCache, embeds: torch.Tensor, features: torch.Tensor, position_ids: torch.Tensor,
+             visible: torch.Tensor) -> torch.Tensor:
+        """Pairs (embeds[i], features[i]) at position_ids[i], appended to `cache` -> predicted next
+        features (n, H). visible: (n, capacity) bool, what each new pair may attend to."""
+        x = self.fc(torch.cat([embeds, features], dim=-1))
+        return self.stack.forward(cache, x, position_ids, visible)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.lm_head(features)

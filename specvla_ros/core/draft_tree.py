@@ -1,121 +1,132 @@
-"""EAGLE-2 dynamic draft tree, as plain tensors.
+"""EAGLE-2 dynamic draft tree, in fixed shapes.
 
 Starting from the draft head's prediction for the root, each depth expands the `top_k` most
 confident frontier nodes (by cumulative draft log-probability) into their `top_k` best children;
 finally the `total_tokens` best nodes overall are kept. A child never scores above its parent
-(log-probs are <= 0) and ties are broken towards shallower nodes, so the kept set is always
+(log-probs are <= 0) and ties go to the node made first (shallower), so the kept set is always
 closed under ancestors. Chain mode keeps one child per depth.
 
-Other proposers (temporal drafts, core/temporal_draft.py) graft whole chains onto a tree with
-`DraftTree.with_chains`; `sources` records which proposer put each node there.
+Every tree of a decoder has the same shape (TreeLayout): the draft head always drafts its full
+depth, and nodes deeper than the tokens still missing are marked invalid rather than dropped.
+That costs a few draft rows near the end of an action and buys one compiled graph for every step,
+no read-back to the host while drafting, and no Python per node.
+
+Other proposers (temporal drafts, core/temporal_draft.py) fill the layout's chain slots after the
+draft head's nodes (`chain_nodes`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
-from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.backbone import cache_length
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
 from specvla_ros.core.config import TreeConfig
 from specvla_ros.core.draft_head import DraftHead
 
-SOURCE_HEAD = 1      # bit flags in DraftTree.sources: a node may come from both proposers
-SOURCE_TEMPORAL = 2
+CHAIN_LENGTH = N_ACTION_DIMS - 2  # a guess drafts at most tokens 2..6 (the first comes from prefill, the last is the bonus)
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """The fixed sizes of one decoder's draft trees: `head_nodes` from the draft head (0 without one),
+    then `chains` slots of CHAIN_LENGTH nodes for guessed chains."""
+
+    width: int
+    depth: int
+    head_nodes: int
+    chains: int
+
+    @classmethod
+    def of(cls, tree: TreeConfig, tokenizer: ActionTokenizer, draft_head: bool, chains: int) -> "TreeLayout":
+        width = 1 if tree.chain else tree.top_k
+        if tree.restrict_to_action_tokens:
+            width = min(width, tokenizer.vocab_size - tokenizer.first_action_token)
+        depth = min(tree.depth, N_ACTION_DIMS - 2) if draft_head else 0
+        pool = width + (depth - 1) * width * width if draft_head else 0
+        return cls(width=width, depth=depth, head_nodes=min(tree.total_tokens, pool), chains=chains)
+
+    @property
+    def nodes(self) -> int:
+        return self.head_nodes + self.chains * CHAIN_LENGTH
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth, CHAIN_LENGTH if self.chains else 0)
+
+    @property
+    def draft_rows(self) -> int:
+        """Draft-cache rows one tree appends after the catch-up pairs."""
+        return (self.depth - 1) * self.width if self.depth else 0
 
 
 @dataclass
 class DraftTree:
-    """Drafted nodes below a root token (the root itself is not stored).
+    """Drafted nodes below a root token (the root itself is not stored), as device tensors.
 
-    tokens, parents (-1 = the root), depths (1 = child of the root) and cumulative log-probs
-    `scores`; ordered by depth, then by decreasing score, so parents precede their children.
-    sources: per-node bit flags (SOURCE_HEAD, SOURCE_TEMPORAL); None = all from the draft head.
+    parents: -1 = the root; depths: 1 = child of the root; valid: False for nodes that must not be
+    verified (deeper than the tokens still missing, or an unused chain slot): nobody sees them and
+    the acceptance rule never accepts them. Nodes from `head_nodes` on came from guessed chains.
     """
 
     tokens: torch.Tensor
     parents: torch.Tensor
     depths: torch.Tensor
-    scores: torch.Tensor
-    sources: torch.Tensor | None = None
+    valid: torch.Tensor
 
     def __len__(self) -> int:
-        return int(self.tokens.numel())
+        return self.tokens.shape[0]
 
     @classmethod
-    def empty(cls, device: torch.device) -> "DraftTree":
-        """No drafted nodes: verification then runs the root alone."""
+    def empty_head(cls, device: torch.device) -> "DraftTree":
+        """No draft-head nodes (temporal chains alone)."""
         none = torch.zeros(0, dtype=torch.long, device=device)
-        return cls(tokens=none, parents=none, depths=none, scores=torch.zeros(0, device=device), sources=none)
+        return cls(tokens=none, parents=none, depths=none, valid=none.bool())
 
-    def source_flags(self) -> list[int]:
-        """Per-node proposer bit flags (SOURCE_HEAD | SOURCE_TEMPORAL)."""
-        if self.sources is None:
-            return [SOURCE_HEAD] * len(self)
-        return self.sources.tolist()
-
-    def with_chains(self, chains: list[list[int]], source: int = SOURCE_TEMPORAL) -> "DraftTree":
-        """This tree plus each chain of tokens grafted below the root.
-
-        A chain token that already is a child of the chain's previous node reuses that node (its
-        source flag gains `source`); the others become new nodes with score 0. The result is again
-        ordered by depth (existing nodes first within a depth), so parents precede children and the
-        mask and positions stay right.
-        """
-        tokens, parents, depths = self.tokens.tolist(), self.parents.tolist(), self.depths.tolist()
-        scores, sources = self.scores.tolist(), self.source_flags()
-        child = {(parent, token): node for node, (parent, token) in enumerate(zip(parents, tokens, strict=True))}
-        for chain in chains:
-            parent = -1
-            for depth, token in enumerate(chain, start=1):
-                node = child.get((parent, token))
-                if node is None:
-                    node = len(tokens)
-                    tokens.append(int(token))
-                    parents.append(parent)
-                    depths.append(depth)
-                    scores.append(0.0)
-                    sources.append(0)
-                    child[(parent, int(token))] = node
-                sources[node] |= source
-                parent = node
-        order = sorted(range(len(tokens)), key=lambda i: depths[i])  # stable: existing nodes keep their order
-        new_index = {old: new for new, old in enumerate(order)}
-        device = self.tokens.device
-        return DraftTree(
-            tokens=torch.tensor([tokens[i] for i in order], dtype=torch.long, device=device),
-            parents=torch.tensor([new_index[parents[i]] if parents[i] >= 0 else -1 for i in order],
-                                 dtype=torch.long, device=device),
-            depths=torch.tensor([depths[i] for i in order], dtype=torch.long, device=device),
-            scores=torch.tensor([scores[i] for i in order], dtype=self.scores.dtype, device=device),
-            sources=torch.tensor([sources[i] for i in order], dtype=torch.long, device=device),
-        )
-
-    def attention_mask(self) -> torch.Tensor:
-        """(N + 1, N + 1) bool over [root, nodes...]: each attends to itself and its ancestors."""
-        n = len(self) + 1
-        mask = torch.eye(n, dtype=torch.bool, device=self.tokens.device)
-        mask[:, 0] = True
-        parents = self.parents.tolist()
-        for node in range(len(self)):  # parents precede children, so the parent's row is complete
-            parent = parents[node]
-            if parent >= 0:
-                mask[node + 1] |= mask[parent + 1]
-        return mask
+    def parent_rows(self) -> torch.Tensor:
+        """Each node's parent as a row of [root, nodes...] (the root is row 0)."""
+        return self.parents + 1
 
     def position_offsets(self) -> torch.Tensor:
         """Offsets from the root's position for [root, nodes...]: the depth."""
-        zero = torch.zeros(1, dtype=self.depths.dtype, device=self.depths.device)
-        return torch.cat([zero, self.depths])
+        return torch.cat([torch.zeros_like(self.depths[:1]), self.depths])
+
+    def attention_mask(self, max_depth: int) -> torch.Tensor:
+        """(N + 1, N + 1) bool over [root, nodes...]: each valid node attends to itself, the root and
+        its ancestors; an invalid node only to itself."""
+        count = len(self) + 1
+        own = torch.eye(count, dtype=torch.bool, device=self.tokens.device)
+        parent_row = torch.cat([torch.zeros_like(self.parents[:1]), self.parent_rows()])
+        mask = own.clone()
+        mask[:, 0] = True
+        for _ in range(max_depth - 1):  # each pass adds one more generation of ancestors
+            mask = own | mask[parent_row]
+            mask[:, 0] = True
+        usable = torch.cat([torch.ones_like(self.valid[:1]), self.valid])
+        return (mask & usable[:, None] & usable[None, :]) | own
 
 
-@dataclass
-class _Node:
-    token: int
-    parent: int  # index into the pool, -1 = root
-    depth: int
-    score: float
+def cat_trees(first: DraftTree, second: DraftTree) -> DraftTree:
+    """Two trees below the same root as one: the second's parents are shifted past the first."""
+    offset = len(first)
+    parents = torch.where(second.parents >= 0, second.parents + offset, second.parents)
+    return DraftTree(tokens=torch.cat([first.tokens, second.tokens]), parents=torch.cat([first.parents, parents]),
+                     depths=torch.cat([first.depths, second.depths]), valid=torch.cat([first.valid, second.valid]))
+
+
+def chain_nodes(chains: list[list[int]], slots: int, device: torch.device) -> DraftTree:
+    """Guessed chains as tree nodes, one CHAIN_LENGTH slot each (`slots` of them); unused places
+    are invalid. Built on the host from host-side guesses: one copy to the device."""
+    size = slots * CHAIN_LENGTH
+    tokens, parents, depths, valid = [0] * size, [-1] * size, [1] * size, [False] * size
+    for slot, chain in enumerate(chains[:slots]):
+        base = slot * CHAIN_LENGTH
+        for depth, token in enumerate(chain[:CHAIN_LENGTH], start=1):
+            node = base + depth - 1
+            tokens[node], depths[node], valid[node] = int(token), depth, True
+            parents[node] = node - 1 if depth > 1 else -1
+    packed = torch.tensor([tokens, parents, depths, valid], dtype=torch.long).to(device, non_blocking=True)
+    return DraftTree(tokens=packed[0], parents=packed[1], depths=packed[2], valid=packed[3].bool())
 
 
 def _top_candidates(logits: torch.Tensor, k: int, tokenizer: ActionTokenizer, restrict: bool
@@ -125,71 +136,89 @@ def _top_candidates(logits: torch.Tensor, k: int, tokenizer: ActionTokenizer, re
     if restrict:
         # Only the action range: a padded vocabulary (OpenVLA's 32064 rows) has unused ids above it.
         first, end = tokenizer.first_action_token, tokenizer.vocab_size
-        values, index = logp[:, first:end].topk(min(k, end - first), dim=-1)
+        values, index = logp[:, first:end].topk(k, dim=-1)
         return values, index + first
     return logp.topk(k, dim=-1)
 
 
-def build_tree(head: DraftHead, cache: DynamicCache, root_feature: torch.Tensor, root_position: int,
-               max_depth: int, config: TreeConfig, tokenizer: ActionTokenizer) -> DraftTree:
-    """Grow the tree from the draft head's predicted feature for the root (its child position).
+class TreeDrafter:
+    """The draft head's part of a speculative step, as one function of tensors (one compiled graph).
 
-    `cache` holds the draft head's committed pairs; the tree's pairs are appended to it and must be
-    cropped back by the caller after verification. root_position: the root token's position.
+    Catch up on the pairs the last verify step decided (their target features and the tokens that
+    follow them), then grow the tree from the predicted feature of the root. Pairs come padded to a
+    fixed count; `pair_count` says how many are real.
     """
-    top_k = 1 if config.chain else config.top_k
-    depth_limit = min(config.depth, max_depth)
-    restrict = config.restrict_to_action_tokens
-    committed = cache_length(cache)
 
-    pool: list[_Node] = []
-    cache_slot: dict[int, int] = {}  # pool index -> absolute draft-cache index
-    values, tokens = _top_candidates(head.logits(root_feature[None]), top_k, tokenizer, restrict)
-    frontier = []
-    for value, token in zip(values[0].tolist(), tokens[0].tolist(), strict=True):
-        pool.append(_Node(token, -1, 1, value))
-        frontier.append(len(pool) - 1)
-    frontier_features = None
+    def __init__(self, head: DraftHead, layout: TreeLayout, tree: TreeConfig, tokenizer: ActionTokenizer) -> None:
+        self.head = head
+        self.layout = layout
+        self.restrict = tree.restrict_to_action_tokens
+        self.tokenizer = tokenizer
 
-    for depth in range(2, depth_limit + 1):
-        # Run the frontier's pairs (parent feature, own token) through the head.
-        parent_features = torch.stack([root_feature if pool[i].parent < 0 else frontier_features[pool[i].parent]
-                                       for i in frontier])
-        embeds = head.embed_tokens(torch.tensor([pool[i].token for i in frontier], device=root_feature.device))
-        positions = torch.tensor([root_position + pool[i].depth - 1 for i in frontier], device=root_feature.device)
-        past = cache_length(cache)
-        visible = torch.zeros(len(frontier), past + len(frontier), dtype=torch.bool, device=root_feature.device)
-        visible[:, :committed] = True
-        for row, node in enumerate(frontier):
-            visible[row, past + row] = True
-            ancestor = pool[node].parent
-            while ancestor >= 0:
-                visible[row, cache_slot[ancestor]] = True
-                ancestor = pool[ancestor].parent
-        for row, node in enumerate(frontier):
-            cache_slot[node] = past + row
-        features = head(cache, embeds, parent_features, positions, visible)
-        frontier_features = {node: features[row] for row, node in enumerate(frontier)}
+    def __call__(self, pair_embeds: torch.Tensor, pair_features: torch.Tensor, pair_count: torch.Tensor,
+                 pair_position: torch.Tensor, cache_length: torch.Tensor, max_depth: torch.Tensor,
+                 cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """pair_embeds, pair_features (R, H): pair i = (features[i], the next input's embedding) at
+        position pair_position + i, written at cache slot cache_length + i; the last real pair is the
+        root's, so the root sits at pair_position + pair_count. max_depth: the deepest a node may be
+        and still be verified. Returns the draft head's tree (layout.head_nodes nodes) as DraftTree's
+        fields in order (plain tensors leave a compiled graph most cheaply)."""
+        head, layout = self.head, self.layout
+        device = pair_embeds.device
+        columns = torch.arange(keys.shape[2], device=device)
+        rows = torch.arange(pair_embeds.shape[0], device=device)
+        x = head.fc(torch.cat([pair_embeds, pair_features], dim=-1))
+        slots = cache_length + rows
+        predicted = head.stack.layers_forward(x, pair_position + rows, cos, sin, slots,
+                                              columns[None, :] <= slots[:, None], keys, values)
+        root_feature = predicted.index_select(0, (pair_count - 1).view(1))
+        committed = cache_length + pair_count  # padded pairs past it are overwritten below
 
-        values, tokens = _top_candidates(head.logits(features), top_k, tokenizer, restrict)
-        scores = values + torch.tensor([pool[i].score for i in frontier], device=values.device)[:, None]
-        candidates = []
-        for row, node in enumerate(frontier):
-            for col in range(tokens.shape[1]):
-                pool.append(_Node(int(tokens[row, col]), node, depth, float(scores[row, col])))
-                candidates.append(len(pool) - 1)
-        candidates.sort(key=lambda i: -pool[i].score)
-        frontier = candidates[:top_k]
+        logp, tokens = _top_candidates(head.logits(root_feature), layout.width, self.tokenizer, self.restrict)
+        width = layout.width
+        pool_tokens, pool_scores = [tokens[0]], [logp[0]]
+        pool_parents = [torch.full((width,), -1, dtype=torch.long, device=device)]
+        pool_depths = [torch.ones(width, dtype=torch.long, device=device)]
+        pool_size = width
+        # The frontier: nodes to expand next, the parent's predicted feature their pair needs, and
+        # what they may see in the draft cache (committed pairs, their ancestors' pairs, themselves).
+        frontier = torch.arange(width, device=device)
+        frontier_tokens, frontier_scores = tokens[0], logp[0]
+        parent_features = root_feature.expand(width, -1)
+        frontier_visible = (columns < committed).expand(width, -1)
+        width_rows = torch.arange(width, device=device)
+        for depth in range(2, layout.depth + 1):
+            slots = committed + (depth - 2) * width + width_rows
+            visible = frontier_visible | (columns[None, :] == slots[:, None])
+            x = head.fc(torch.cat([head.embed_tokens(frontier_tokens), parent_features], dim=-1))
+            # The frontier is at depth - 1; a node's pair sits at its parent's position.
+            positions = (pair_position + pair_count + depth - 2).expand(width)
+            features = head.stack.layers_forward(x, positions, cos, sin, slots, visible, keys, values)
 
-    keep = sorted(range(len(pool)), key=lambda i: (-pool[i].score, pool[i].depth))[:config.total_tokens]
-    keep.sort(key=lambda i: (pool[i].depth, -pool[i].score))  # parents before children
-    new_index = {old: new for new, old in enumerate(keep)}
-    device = root_feature.device
-    return DraftTree(
-        tokens=torch.tensor([pool[i].token for i in keep], device=device),
-        parents=torch.tensor([new_index[pool[i].parent] if pool[i].parent >= 0 else -1 for i in keep],
-                             device=device),
-        depths=torch.tensor([pool[i].depth for i in keep], device=device),
-        scores=torch.tensor([pool[i].score for i in keep], device=device),
-        sources=torch.full((len(keep),), SOURCE_HEAD, dtype=torch.long, device=device),
-    )
+            logp, child_tokens = _top_candidates(head.logits(features), width, self.tokenizer, self.restrict)
+            child_scores = (frontier_scores[:, None] + logp).flatten()
+            pool_tokens.append(child_tokens.flatten())
+            pool_scores.append(child_scores)
+            pool_parents.append(frontier.repeat_interleave(width))
+            pool_depths.append(torch.full((width * width,), depth, dtype=torch.long, device=device))
+
+            best = child_scores.topk(width).indices
+            parent_row = torch.div(best, width, rounding_mode="floor")
+            frontier = pool_size + best
+            frontier_tokens, frontier_scores = child_tokens.flatten()[best], child_scores[best]
+            parent_features, frontier_visible = features[parent_row], visible[parent_row]
+            pool_size += width * width
+
+        depths = torch.cat(pool_depths)
+        usable = depths <= max_depth
+        scores = torch.cat(pool_scores).masked_fill(~usable, float("-inf"))
+        # Global top head_nodes; a stable sort keeps ties in pool order (shallower first), so parents
+        # come before their children and the kept set is closed under ancestors.
+        kept = torch.sort(scores, descending=True, stable=True).indices[:layout.head_nodes]
+        kept = kept[torch.sort(depths[kept], stable=True).indices]
+        new_index = torch.full((pool_size,), -1, dtype=torch.long, device=device)
+        new_index[kept] = torch.arange(layout.head_nodes, device=device)
+        parents = torch.cat(pool_parents)[kept]
+        return (torch.cat(pool_tokens)[kept], torch.where(parents >= 0, new_index[parents.clamp(min=0)], parents),
+                depths[kept], usable[kept])

@@ -7,6 +7,7 @@ import torch
 
 from specvla_ros.core import tiny_vla
 from specvla_ros.core.backbone import Backbone
+from specvla_ros.core.compilation import resolve_mode
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import AutoregressiveDecoder, SpeculativeDecoder, build_decoder
 from specvla_ros.core.draft_head import DraftHead
@@ -63,11 +64,18 @@ def load_draft(draft_path: str | Path, backbone: Backbone) -> DraftHead:
 
 def load_decoder(model_path: str | Path, draft_path: str | Path | None, config: DecoderConfig,
                  device: str = "cpu", dtype: str = "float32", center_crop: bool | None = None,
-                 quantization: str | None = None) -> AutoregressiveDecoder | SpeculativeDecoder:
+                 quantization: str | None = None, compile: str = "off") -> AutoregressiveDecoder | SpeculativeDecoder:
+    """A ready decoder. compile: "off", "default", "reduce-overhead" or "auto" (core/compilation.py);
+    when compiling, the warm-up that builds every graph runs here, so the first real frame is fast."""
     backbone = load_backbone(model_path, device, dtype, center_crop=center_crop, quantization=quantization)
+    mode = resolve_mode(compile, device)
     if config.uses_draft_head and not draft_path:
         raise ConfigError("speculative decoding needs a draft head: set model.draft_path (or use "
                           "decoder.mode autoregressive, or temporal drafts alone: temporal_draft.enabled true "
                           "with temporal_draft.draft_head false)")
     head = load_draft(draft_path, backbone) if config.uses_draft_head else None
-    return build_decoder(backbone, head, config)
+    decoder = build_decoder(backbone, head, config)
+    if mode != "off":
+        decoder.compile(mode)
+        decoder.warm_up()
+    return decoder

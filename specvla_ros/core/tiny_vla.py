@@ -15,18 +15,14 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.backbone import (
-    PrefillOutput,
-    commit_path,
-    llama_prefill,
-    llama_tree_forward,
-    validate_observation,
-)
+from specvla_ros.core.backbone import LlamaLanguageModel, PrefillOutput, validate_observation
+from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.errors import CheckpointError, ConfigError
+from specvla_ros.core.static_llama import StaticKVCache
 from specvla_ros.core.text_tokenizer import PieceTokenizer
 from specvla_ros.core.vision import build_vision_encoder
 
@@ -58,6 +54,8 @@ class TinyVLA(nn.Module):
         self.llm = LlamaForCausalLM(llama_config(config))
         self.text_tokenizer = PieceTokenizer(config.text_pieces)
         self.action_tokenizer = ActionTokenizer(config.vocab_size, config.n_action_bins)
+        self._language: LlamaLanguageModel | None = None
+        self._encode = CompiledFunction(self._encode_one, "off")
         self.eval()
 
     # ----- Backbone protocol ----------------------------------------------------------------
@@ -93,11 +91,18 @@ class TinyVLA(nn.Module):
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return (pixels / 127.5 - 1.0).to(self.dtype)
 
-    def prefill(self, image: np.ndarray, instruction: str) -> PrefillOutput:
+    @property
+    def language(self) -> LlamaLanguageModel:
+        """The static-cache language model over self.llm (made on first use)."""
+        if self._language is None:
+            self._language = LlamaLanguageModel(self.llm)
+        return self._language
+
+    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
+                reserve: int = 8) -> PrefillOutput:
         validate_observation(image, instruction)
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
-        patches = self.image_tokens(self.preprocess(image), [ids])[0]
-        return llama_prefill(self.llm, ids, patches)
+        return self.language.prefill(ids, self._encode(self.preprocess(image), ids), cache, reserve)
 
     def image_tokens(self, pixels: torch.Tensor, prompt_ids: list[torch.Tensor]) -> torch.Tensor:
         """(B, 3, S, S) preprocessed images + their prompts' ids -> (B, P, hidden) language-model inputs.
@@ -106,12 +111,22 @@ class TinyVLA(nn.Module):
         """
         return self.projector(self.vision.forward_batch(pixels, prompt_ids))
 
-    def forward(self, cache: DynamicCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
-                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return llama_tree_forward(self.llm, cache, token_ids, position_ids, tree_mask)
+    def _encode_one(self, pixels: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
+        """One preprocessed image (1, 3, S, S) and its prompt -> (P, hidden): what prefill compiles."""
+        return self.image_tokens(pixels, [prompt_ids])[0]
 
-    def commit(self, cache: DynamicCache, start: int, keep: torch.Tensor) -> None:
-        commit_path(cache, start, keep)
+    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
+                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.language.forward(cache, token_ids, position_ids, tree_mask)
+
+    def commit(self, cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
+        self.language.commit(cache, start, keep)
+
+    def compile(self, mode: CompileMode) -> None:
+        """Compile the image encoder and the language model's step functions ("off" = eager)."""
+        self.language.compile(mode)
+        if self._encode.mode != mode:
+            self._encode = CompiledFunction(self._encode_one, mode, self.device.type)
 
     # ----- checkpoints ------------------------------------------------------------------------
     @classmethod

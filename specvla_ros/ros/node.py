@@ -144,7 +144,8 @@ class SpecVLANode(Node):
         quantization = self._param("model.quantization")
         return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
                            device=self._param("model.device"), dtype=self._param("model.dtype"),
-                           center_crop=crop, quantization=None if quantization == "auto" else quantization)
+                           center_crop=crop, quantization=None if quantization == "auto" else quantization,
+                           compile=self._param("model.compile"))
 
     def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""

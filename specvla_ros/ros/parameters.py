@@ -17,6 +17,7 @@ DEVICES_HINT = "cpu, cuda, cuda:N"
 DTYPES = ("float32", "bfloat16", "float16")
 TEMPORAL_PROPOSALS = ("previous", "linear")  # specvla_ros.core.temporal_draft.PROPOSALS
 ISOLATION_MODES = ("thread", "process")
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")  # specvla_ros.core.compilation.COMPILE_MODES
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model.quantization", "auto", "OpenVLA only: load the language model in 8 or 4 bit (needs "
               "bitsandbytes and CUDA); auto = what the checkpoint's config.json says, else none.",
               choices=("auto", "none", "8bit", "4bit"), read_only=True),
+    ParamSpec("model.compile", "auto", "torch.compile the decode path at start-up (graphs built before 'ready', "
+              "never on the first camera frame): off, default, reduce-overhead (CUDA graphs), auto = default on CPU, "
+              "reduce-overhead on CUDA. A platform where compiling fails runs eager, said once in the log.",
+              choices=COMPILE_MODES, read_only=True),
     # decoder
     ParamSpec("decoder.mode", "speculative", "speculative (Spec-VLA) or autoregressive (plain greedy).",
               choices=DECODER_MODES, read_only=True),

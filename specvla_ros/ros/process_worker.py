@@ -83,13 +83,14 @@ class DecoderSpec:
     dtype: str = "float32"
     center_crop: bool | None = None
     quantization: str | None = None
+    compile: str = "off"
     torch_threads: int = field(default_factory=torch.get_num_threads)
 
     def load(self) -> Decoder:
         if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
             torch.set_num_threads(self.torch_threads)
         return load_decoder(self.model_path, self.draft_path, self.config, device=self.device, dtype=self.dtype,
-                            center_crop=self.center_crop, quantization=self.quantization)
+                            center_crop=self.center_crop, quantization=self.quantization, compile=self.compile)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
 from specvla_ros.core.backbone import Backbone, causal_mask
@@ -69,9 +68,8 @@ def _pair_loss(head: DraftHead, sequence: TargetSequence, noise: float, feature_
     features = sequence.features
     if noise > 0:
         features = features + (torch.rand(features.shape, generator=generator) - 0.5) * noise
-    cache = DynamicCache()
     positions = torch.arange(features.shape[0])
-    predicted = head(cache, sequence.embeds, features, positions)
+    predicted = head(sequence.embeds, features, positions)
     action = slice(sequence.first_action_pair, None)
     # predicted[i] ~ feature i + 1; its logits should match the target's logits at i + 1,
     # which predict token i + 2: rows of next_logits are offset by one pair.

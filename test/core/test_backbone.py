@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from specvla_ros.core.backbone import causal_mask, keep_cache_entries
+from specvla_ros.core.backbone import causal_mask
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
@@ -67,8 +67,8 @@ def test_commit_then_continue_matches_recompute_from_scratch() -> None:
     tokens = torch.tensor([500, 510, 511, 520])
     tree_mask = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 1, 1]], dtype=torch.bool)
     target.forward(prefill.cache, tokens, length + torch.tensor([0, 1, 1, 2]), tree_mask)
-    keep_cache_entries(prefill.cache, length, length + torch.tensor([0, 2, 3]))  # path root -> 511 -> 520
-    assert prefill.cache.get_seq_length() == length + 3
+    target.commit(prefill.cache, length, torch.tensor([0, 2, 3]))  # path root -> 511 -> 520
+    assert prefill.cache.length == length + 3
     after, _ = target.forward(prefill.cache, torch.tensor([525]), torch.tensor([length + 3]), causal_mask(1, "cpu"))
 
     scratch = _fresh(target)

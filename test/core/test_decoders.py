@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from specvla_ros.core.acceptance import accept_relaxed, longest_accepted_path
+from specvla_ros.core.acceptance import accept_relaxed, deepest_accepted_chain
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import build_decoder
 from test.models import make_pair, observations
@@ -111,11 +111,17 @@ def test_relaxed_accepts_more_on_the_first_step(trained_pair) -> None:
 
 
 def test_longest_path_prefers_depth_then_confidence() -> None:
-    parents, depths = [-1, -1, 0, 1, 3], [1, 1, 2, 2, 3]
-    assert longest_accepted_path(parents, depths, [True, True, True, True, True]) == [1, 3, 4]
-    assert longest_accepted_path(parents, depths, [True, True, True, True, False]) == [0, 2]
-    assert longest_accepted_path(parents, depths, [False, True, True, False, True]) == [1]
-    assert longest_accepted_path(parents, depths, [False] * 5) == []
+    parents, depths = torch.tensor([-1, -1, 0, 1, 3]), torch.tensor([1, 1, 2, 2, 3])
+
+    def path(accepted: list[bool]) -> list[int]:
+        chain = deepest_accepted_chain(parents, depths, torch.tensor(accepted), max_depth=3).tolist()
+        return [node for node in chain if node >= 0][::-1]
+
+    assert path([True, True, True, True, True]) == [1, 3, 4]
+    assert path([True, True, True, True, False]) == [0, 2]
+    assert path([False, True, True, False, True]) == [1]
+    assert path([False] * 5) == []
+    assert path([False, False, True, True, True]) == []  # accepted nodes below a rejected parent do not count
 
 
 def test_decoding_is_deterministic_and_reports_stats(trained_pair) -> None:

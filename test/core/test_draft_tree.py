@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DynamicCache
 
 from specvla_ros.core.config import TreeConfig
-from specvla_ros.core.draft_tree import DraftTree, build_tree
+from specvla_ros.core.draft_tree import DraftTree, TreeDrafter, TreeLayout
 from test.models import make_pair, observations
 
 
@@ -16,10 +15,15 @@ def _tree(config: TreeConfig, max_depth: int = 6, seed: int = 0) -> DraftTree:
     with torch.inference_mode():
         prefill = target.prefill(image, text)
         root = prefill.logits_last.argmax()[None]
-        cache = DynamicCache()
-        pairs = head(cache, torch.cat([prefill.next_embeds, target.embed_tokens(root)]), prefill.hidden,
-                     torch.arange(prefill.prefix_len))
-        return build_tree(head, cache, pairs[-1], prefill.prefix_len, max_depth, config, target.action_tokenizer)
+        cache = head.new_cache(prefill.prefix_len + 128)
+        layout = TreeLayout.of(config, target.action_tokenizer, draft_head=True, chains=0)
+        drafter = TreeDrafter(head, layout, config, target.action_tokenizer)
+        cos, sin = head.stack.rotary_tables(cache.keys)
+        fields = drafter(torch.cat([prefill.next_embeds, target.embed_tokens(root)]), prefill.hidden,
+                         torch.tensor(prefill.prefix_len), torch.tensor(0), torch.tensor(0), torch.tensor(max_depth),
+                         cos, sin, cache.keys, cache.values)
+        tree = DraftTree(*fields)
+        return DraftTree(*(field[tree.valid] for field in fields)) if not bool(tree.valid.all()) else tree
 
 
 def _ancestors(tree: DraftTree, node: int) -> set[int]:
@@ -34,7 +38,7 @@ def _ancestors(tree: DraftTree, node: int) -> set[int]:
                                     TreeConfig(top_k=2, depth=6, total_tokens=9), TreeConfig(top_k=5, depth=5)])
 def test_each_node_attends_exactly_to_its_ancestors_root_and_itself(config) -> None:
     tree = _tree(config)
-    mask = tree.attention_mask()
+    mask = tree.attention_mask(6)
     for node in range(len(tree)):
         expected = {0, node + 1} | {a + 1 for a in _ancestors(tree, node)}
         assert set(torch.nonzero(mask[node + 1]).flatten().tolist()) == expected
@@ -55,7 +59,6 @@ def test_sizes_closure_and_depth_limit(top_k, depth, total) -> None:
         assert parent < node  # parents precede children (so the set is ancestor-closed)
         if parent >= 0:
             assert tree.depths[node] == tree.depths[parent] + 1
-            assert tree.scores[node] <= tree.scores[parent] + 1e-6
     assert int(_tree(TreeConfig(top_k=4, depth=6), max_depth=2).depths.max()) <= 2  # tokens still needed
 
 

@@ -101,8 +101,10 @@ def test_r0_speculative_equals_autoregressive(case) -> None:
     assert result.token_ids == expected.token_ids
     assert result.stats.target_forward_passes == 1 + len(trace)
     emitted = 1
-    for step in trace:  # never drafts deeper than the tokens still missing minus the bonus
-        assert len(step.tree) == 0 or int(step.tree.depths.max()) <= 6 - emitted
+    for step in trace:  # never verifies deeper than the tokens still missing minus the bonus
+        assert step.max_depth == 6 - emitted
+        assert not bool((step.tree.valid & (step.tree.depths > step.max_depth)).any())
+        assert not bool((step.accepted & ~step.tree.valid).any())
         emitted += len(step.path) + 1
     assert emitted == 7
 

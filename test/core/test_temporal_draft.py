@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
-from specvla_ros.core.decoder import build_decoder
+from specvla_ros.core.decoder import SOURCE_HEAD, SOURCE_TEMPORAL, build_decoder
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.draft_tree import SOURCE_HEAD, SOURCE_TEMPORAL, DraftTree
+from specvla_ros.core.draft_tree import CHAIN_LENGTH, DraftTree, cat_trees, chain_nodes
 from specvla_ros.core.errors import ConfigError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig, TemporalHistory
 from specvla_ros.core.tiny_vla import TinyVLA
@@ -98,20 +98,23 @@ def test_config_refuses_bad_values(config: dict) -> None:
 
 
 # ----- grafting chains onto the tree ------------------------------------------------------------
-def test_with_chains_dedupes_and_keeps_tree_invariants() -> None:
+def test_chain_slots_follow_the_head_nodes_and_keep_tree_invariants() -> None:
     head_tree = DraftTree(tokens=torch.tensor([7, 8, 9]), parents=torch.tensor([-1, -1, 0]),
-                          depths=torch.tensor([1, 1, 2]), scores=torch.tensor([-0.1, -0.5, -0.3]))
-    tree = head_tree.with_chains([[7, 9, 4], [8, 1]])
-    assert tree.tokens.tolist() == [7, 8, 9, 1, 4]
-    assert tree.parents.tolist() == [-1, -1, 0, 1, 2]
-    assert tree.depths.tolist() == [1, 1, 2, 2, 3]
-    both = SOURCE_HEAD | SOURCE_TEMPORAL
-    assert tree.source_flags() == [both, both, both, SOURCE_TEMPORAL, SOURCE_TEMPORAL]
-    mask = tree.attention_mask()
-    assert mask[5].tolist() == [True, True, False, True, False, True]  # root, 7, 9, itself
-    assert tree.position_offsets().tolist() == [0, 1, 1, 2, 2, 3]
-    alone = DraftTree.empty(torch.device("cpu")).with_chains([[3, 3]])
-    assert alone.tokens.tolist() == [3, 3] and alone.parents.tolist() == [-1, 0]
+                          depths=torch.tensor([1, 1, 2]), valid=torch.tensor([True, True, True]))
+    chains = chain_nodes([[7, 9, 4], [8]], slots=3, device=torch.device("cpu"))
+    assert len(chains) == 3 * CHAIN_LENGTH
+    tree = cat_trees(head_tree, chains)
+    used = [3, 4, 5, 3 + CHAIN_LENGTH]  # chain 1: 7 -> 9 -> 4; chain 2: 8; slot 3 unused
+    assert tree.tokens[used].tolist() == [7, 9, 4, 8]
+    assert tree.parents[used].tolist() == [-1, 3, 4, -1]
+    assert tree.depths[used].tolist() == [1, 2, 3, 1]
+    assert tree.valid.sum() == 3 + 4 and all(tree.valid[used].tolist())
+    mask = tree.attention_mask(max_depth=CHAIN_LENGTH)
+    assert torch.nonzero(mask[1 + 5]).flatten().tolist() == [0, 4, 5, 6]  # node 5 (token 4): root, 7, 9, itself
+    unused = 3 + 2 * CHAIN_LENGTH
+    assert torch.nonzero(mask[1 + unused]).flatten().tolist() == [1 + unused]  # an unused slot sees only itself
+    assert not bool(mask[:, 1 + unused].sum() > 1)  # ... and nobody sees it
+    assert tree.position_offsets()[[0, 1 + 5]].tolist() == [0, 3]
 
 
 # ----- the decoder ------------------------------------------------------------------------------

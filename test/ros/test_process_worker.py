@@ -161,7 +161,7 @@ def test_decoder_object_and_process_isolation_is_refused(ros_context) -> None:
 def test_node_decodes_in_a_child_and_survives_its_death(ros_context, checkpoints) -> None:
     # A 1 s action timeout: on a loaded machine the child's first decodes take hundreds of ms.
     parameters = {**LIVE, "action_timeout_s": 1.0, "model.path": str(checkpoints[0]),
-                  "model.draft_path": str(checkpoints[1]), "inference.isolation": "process"}
+                  "model.draft_path": str(checkpoints[1]), "inference.isolation": "process", "model.compile": "off"}
     rig = Rig(ros_context, None, **parameters)
     try:
         worker = rig.node._worker

@@ -1,0 +1,84 @@
+"""The target's part of a speculative step, as one function of tensors (one compiled graph).
+
+Score root + tree in one target forward, take the target's own choice at every node, let the
+acceptance rule mark the drafted nodes it accepts, pick the deepest accepted path, and move that
+path's cache entries into place right after the committed ones. Everything the host needs comes
+back in one small tensor (`read`), so a step costs one host read; what the draft head needs next
+(its catch-up pairs) stays on the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from specvla_ros.core.acceptance import accept_relaxed, deepest_accepted_chain
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
+from specvla_ros.core.backbone import LlamaLanguageModel
+from specvla_ros.core.draft_tree import DraftTree, TreeLayout
+
+# Layout of VerifyResult.read: root, bonus, finite (0 / 1), path length, then the path's tokens and
+# its node indices (root's child first), each padded with -1 to the layout's max_depth.
+READ_ROOT, READ_BONUS, READ_FINITE, READ_PATH_LENGTH, READ_PATH = 0, 1, 2, 3, 4
+
+
+@dataclass
+class VerifyResult:
+    """read: see READ_*; bonus (0-d) the next root; pair_embeds / pair_features (max_depth + 1, H):
+    the draft head's next catch-up pairs (root and path features, each with the following token's
+    embedding), real for the first path length + 1 rows; target_tokens (N + 1,) and accepted (N,)
+    for traces."""
+
+    read: torch.Tensor
+    bonus: torch.Tensor
+    pair_embeds: torch.Tensor
+    pair_features: torch.Tensor
+    target_tokens: torch.Tensor
+    accepted: torch.Tensor
+
+
+class TreeVerifier:
+    """Verify, accept and commit one tree of `layout`'s shape."""
+
+    def __init__(self, language: LlamaLanguageModel, layout: TreeLayout, tokenizer: ActionTokenizer,
+                 relax_bins: torch.Tensor, greedy) -> None:
+        self.language = language
+        self.layout = layout
+        self.tokenizer = tokenizer
+        self.relax_bins = relax_bins
+        self.greedy = greedy
+
+    def __call__(self, root: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
+                 valid: torch.Tensor, length: torch.Tensor, emitted: torch.Tensor, cos: torch.Tensor,
+                 sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """root (0-d) sits at position `length` (0-d, the committed cache entries); `emitted` (0-d)
+        tokens of the action are decided, the root included. Returns VerifyResult's fields in order."""
+        depth = self.layout.max_depth
+        device = tokens.device
+        tree = DraftTree(tokens=tokens, parents=parents, depths=depths, valid=valid)
+        ids = torch.cat([root.view(1), tokens])
+        logits, hidden = self.language.step_math(ids, length + tree.position_offsets(), tree.attention_mask(depth),
+                                                 length, cos, sin, keys, values)
+        target = self.greedy(logits)
+        dims = (emitted - 1 + depths).clamp(max=N_ACTION_DIMS - 1)
+        accepted = accept_relaxed(tokens, target[tree.parent_rows()], self.relax_bins[dims], self.tokenizer) & valid
+        chain = deepest_accepted_chain(parents, depths, accepted, depth)  # deepest node first, -1 padded
+        bonus = target.index_select(0, chain[:1] + 1)[0]  # row 0, the root, when nothing was accepted
+
+        # The path root's child first: reverse the chain's real entries into the front.
+        places = torch.arange(depth, device=device)
+        path_length = (chain >= 0).sum()
+        path = torch.where(places < path_length, chain[(path_length - 1 - places).clamp(min=0)], -1)
+        rows = torch.cat([torch.zeros_like(path[:1]), torch.where(path >= 0, path + 1, 0)])  # root, then path
+        # Commit: the path's entries move right after the committed ones (past the path: garbage that
+        # the next step overwrites; the host sets the cache length).
+        slots = length + torch.arange(depth + 1, device=device)
+        keys.index_copy_(2, slots, keys.index_select(2, length + rows))
+        values.index_copy_(2, slots, values.index_select(2, length + rows))
+
+        path_tokens = torch.where(path >= 0, ids[path + 1], -1)
+        following = torch.where(torch.cat([places, places[-1:] + 1]) < path_length,
+                                ids[torch.cat([rows[1:], rows[:1]])], bonus)
+        finite = torch.isfinite(logits).all()
+        read = torch.cat([root.view(1), bonus.view(1), finite.long().view(1), path_length.view(1), path_tokens, path])
+        return read, bonus, self.language.embed(following), hidden[rows], target, accepted
