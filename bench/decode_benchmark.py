@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """AR greedy vs speculative (r = 0) vs Spec-VLA (r > 0), side by side on the same observations.
 
+Two AR baselines head every table: "AR (HF eager)", decoding the way OpenVLA's predict_action does
+(Hugging Face's LlamaModel, DynamicCache, eager; bench/hf_eager.py), and "AR (fastest)", this
+package's static-cache decoder under --compile (default: compiled). Every mode is reported against
+both, with the share of its decode time spent outside its step functions (Python and host reads).
+
     .venv/bin/python bench/decode_benchmark.py --out out/bench/decode            # bundled pair, sim frames
     .venv/bin/python bench/decode_benchmark.py --model DIR --draft DIR --data BAG_OR_FOLDER --out DIR
     .venv/bin/python bench/decode_benchmark.py --sweep --out DIR                 # also sweep tree sizes
@@ -10,6 +15,10 @@ Every observation is decoded by every mode in one process, in an order rotated p
 after a warm-up; each timing is the median of --repeats decodes. Speedups are ratios per
 observation (AR time / mode time), then the median over observations: these machines are noisy,
 so only same-run ratios count. Writes results.json, results.md and three PNGs to --out.
+
+--calibrate sweeps tree shapes (compiled as the node runs them) and writes tree_calibration.json:
+the fastest shapes and their target forwards per action, which decoder.tree.auto reads beside the
+draft head. --tree-auto adds a row decoded with the tree decoder.tree.auto chooses.
 
 --temporal adds temporal drafting (guesses from the previous actions) at each --temporal-relax r:
 "Temporal" (temporal branches only, no draft head) and "Spec-VLA+temporal" (both proposers). Its
@@ -34,18 +43,66 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specvla_ros.core.compilation import CompiledFunction, resolve_mode
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import SOURCE_HEAD, SOURCE_TEMPORAL, ActionResult, build_decoder
 from specvla_ros.core.loading import load_backbone, load_draft
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
+from specvla_ros.core.tree_tuning import (
+    CALIBRATION_FILE,
+    ShapeStats,
+    describe,
+    read_calibration,
+    shape_label,
+    tuned_decoder,
+    write_calibration,
+)
 
-PHASES = ("prefill_ms", "draft_ms", "verify_ms", "total_ms")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_eager import HFEagerAutoregressive  # noqa: E402  (bench/ is not a package)
+
+PHASES = ("prefill_ms", "draft_ms", "verify_ms", "total_ms", "outside_ms")
+HF_AR, FAST_AR = "AR (HF eager)", "AR (fastest)"
 
 
 @dataclass(frozen=True)
 class Mode:
+    """hf_baseline: decode through HF's LlamaModel, eager (never compiled)."""
+
     name: str
     config: DecoderConfig
+    hf_baseline: bool = False
+
+
+class StepTimer:
+    """Seconds spent inside the decoders' step functions (image encoder, prefill, target steps, draft
+    and verify steps: every CompiledFunction call), so that a decode's remainder is the Python and the
+    host reads around them. CPU timing (on a GPU the calls return before the work is done)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        original = CompiledFunction.__call__
+        timer = self
+
+        def timed(function: CompiledFunction, *args):
+            start = time.perf_counter()
+            try:
+                return original(function, *args)
+            finally:
+                timer.seconds += time.perf_counter() - start
+
+        CompiledFunction.__call__ = timed
+
+
+_STEP_TIMER: StepTimer | None = None
+
+
+def step_timer() -> StepTimer:
+    """The process's one StepTimer (installed on first use)."""
+    global _STEP_TIMER
+    if _STEP_TIMER is None:
+        _STEP_TIMER = StepTimer()
+    return _STEP_TIMER
 
 
 @dataclass
@@ -126,7 +183,8 @@ def episodes_by_instruction(instructions: list[str]) -> list[int]:
 def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: TreeConfig,
                 temporal_relax: list[int] | None = None, temporal: TemporalDraftConfig | None = None) -> list[Mode]:
     """AR, SD r=0, Spec-VLA per r; with temporal_relax also, per r, temporal only and draft head + temporal."""
-    modes = [Mode("AR", DecoderConfig(mode="autoregressive")),
+    modes = [Mode(HF_AR, DecoderConfig(mode="autoregressive"), hf_baseline=True),
+             Mode(FAST_AR, DecoderConfig(mode="autoregressive")),
              Mode("SD r=0", DecoderConfig(relax_bins=0, tree=tree))]
     modes += [Mode(f"Spec-VLA r={r}", DecoderConfig(relax_bins=r, tree=tree)) for r in relax_values if r > 0]
     if per_dimension:
@@ -143,26 +201,49 @@ def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: 
     return modes
 
 
-def decode_repeats(decoder, image: np.ndarray, instruction: str, repeats: int) -> list[ActionResult]:
+def decode_timed(decoder, image: np.ndarray, instruction: str, timer: StepTimer) -> tuple[ActionResult, float]:
+    """One decode and the milliseconds of it spent outside the step functions."""
+    inside = timer.seconds
+    result = decoder.decode(image, instruction)
+    return result, max(0.0, result.stats.total_ms - 1000.0 * (timer.seconds - inside))
+
+
+def decode_repeats(decoder, image: np.ndarray, instruction: str, repeats: int, timer: StepTimer
+                   ) -> list[tuple[ActionResult, float]]:
     """`repeats` decodes of one frame; a temporal history sees the frame once (every repeat starts
     from the history as it was before the frame)."""
     history = getattr(decoder, "temporal", None)
-    if history is None:
-        return [decoder.decode(image, instruction) for _ in range(repeats)]
     results = []
     for _ in range(repeats):
-        decoder.temporal = copy.deepcopy(history)
-        results.append(decoder.decode(image, instruction))
+        if history is not None:
+            decoder.temporal = copy.deepcopy(history)
+        results.append(decode_timed(decoder, image, instruction, timer))
     return results
 
 
+def make_decoder(target, head, mode: Mode, compile_mode: str, calibration: list[ShapeStats] | None):
+    """The mode's decoder, compiled and warmed up as the node would run it."""
+    if mode.hf_baseline:
+        return HFEagerAutoregressive(target, mode.config)
+    if mode.config.tree.auto:
+        decoder, choice = tuned_decoder(target, head, mode.config, calibration, compile_mode)
+        print(f"{mode.name}: {describe(choice)}", file=sys.stderr)
+        return decoder
+    decoder = build_decoder(target, head if mode.config.uses_draft_head else None, mode.config)
+    decoder.compile(compile_mode)
+    decoder.warm_up()
+    return decoder
+
+
 def run_modes(target, head, modes: list[Mode], images, instructions, repeats: int, warmup: int,
-              episodes: list[int] | None = None) -> list[ModeRun]:
+              episodes: list[int] | None = None, compile_mode: str = "off",
+              calibration: list[ShapeStats] | None = None) -> list[ModeRun]:
     """Decode every observation with every mode; the mode order rotates per observation.
 
     episodes: each observation's episode number; decoders are reset where it changes.
     """
-    decoders = [build_decoder(target, head if m.config.mode == "speculative" else None, m.config) for m in modes]
+    timer = step_timer()
+    decoders = [make_decoder(target, head, mode, compile_mode, calibration) for mode in modes]
     for decoder in decoders:
         for index in range(min(warmup, len(images))):
             decoder.decode(images[index], instructions[index])
@@ -174,10 +255,11 @@ def run_modes(target, head, modes: list[Mode], images, instructions, repeats: in
                 decoder.reset()
         order = np.roll(np.arange(len(modes)), -index)
         for position in order:
-            results = decode_repeats(decoders[position], image, instruction, repeats)
-            runs[position].results.append(results[0])
-            runs[position].median_ms.append(
-                {phase: statistics.median(getattr(r.stats, phase) for r in results) for phase in PHASES})
+            timed = decode_repeats(decoders[position], image, instruction, repeats, timer)
+            runs[position].results.append(timed[0][0])
+            medians = {phase: statistics.median(getattr(r.stats, phase) for r, _ in timed) for phase in PHASES[:-1]}
+            medians["outside_ms"] = statistics.median(outside for _, outside in timed)
+            runs[position].median_ms.append(medians)
     return runs
 
 
@@ -185,13 +267,15 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
-def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
-    """One table row: work, latency distribution, per-observation speedup vs AR, deviation from AR."""
+def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray, slow_reference: ModeRun | None = None) -> dict:
+    """One table row: work, latency distribution, per-observation speedups vs the fastest AR
+    (`reference`) and the HF-eager AR (`slow_reference`), deviation from AR, time outside the steps."""
     stats = [r.stats for r in run.results]
     total = [m["total_ms"] for m in run.median_ms]
     decode = [m["total_ms"] - m["prefill_ms"] for m in run.median_ms]
     ar_total = [m["total_ms"] for m in reference.median_ms]
     ar_decode = [m["total_ms"] - m["prefill_ms"] for m in reference.median_ms]
+    slow_total = [m["total_ms"] for m in (slow_reference or reference).median_ms]
     bins = np.array([r.bins for r in run.results])
     ar_bins = np.array([r.bins for r in reference.results])
     actions = np.array([r.action for r in run.results])
@@ -208,6 +292,9 @@ def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray) -> dict:
         "target_forwards_per_action": float(np.mean([s.target_forward_passes for s in stats])),
         "speedup_end_to_end": float(np.median(np.divide(ar_total, total))),
         "speedup_decode_phase": float(np.median(np.divide(ar_decode, decode))),
+        "speedup_vs_hf_eager": float(np.median(np.divide(slow_total, total))),
+        "outside_share": (None if run.mode.hf_baseline else
+                          float(np.median([m["outside_ms"] / m["total_ms"] for m in run.median_ms]))),
         "steps_differing_from_ar": float(np.mean(np.any(bins != ar_bins, axis=1))),
         "max_bin_deviation": np.abs(bins - ar_bins).max(axis=0).tolist(),
         "mean_bin_deviation": np.abs(bins - ar_bins).mean(axis=0).tolist(),
@@ -240,25 +327,34 @@ def source_summary(steps: list[tuple[int, int]]) -> dict:
     return summary
 
 
-def tree_sweep(target, head, images, instructions, relax: int, repeats: int,
-               grid: list[tuple[int, int, int]]) -> list[dict]:
-    """End-to-end speedup vs AR for a grid of (top_k, depth, total_tokens) at one r (a coarse search)."""
+def tree_sweep(target, head, images, instructions, relax: int, repeats: int, grid: list[tuple[int, int, int]],
+               compile_mode: str) -> list[dict]:
+    """Speedup vs the fastest AR and target forwards per action for a grid of (top_k, depth,
+    total_tokens) at one r, each shape compiled as the node runs it; fastest first."""
     rows = []
     for top_k, depth, total in grid:
-        tree = TreeConfig(top_k=top_k, depth=depth, total_tokens=total)
-        modes = [Mode("AR", DecoderConfig(mode="autoregressive")),
+        tree = TreeConfig(top_k=top_k, depth=depth, total_tokens=total, chain=top_k == 1)
+        modes = [Mode(FAST_AR, DecoderConfig(mode="autoregressive")),
                  Mode("Spec-VLA", DecoderConfig(relax_bins=relax, tree=tree))]
-        ar, spec = run_modes(target, head, modes, images, instructions, repeats, warmup=1)
+        ar, spec = run_modes(target, head, modes, images, instructions, repeats, warmup=1, compile_mode=compile_mode)
         summary = summarize(spec, ar, np.ones(7))
-        rows.append({"top_k": top_k, "depth": depth, "total_tokens": total,
+        rows.append({"top_k": top_k, "depth": depth, "total_tokens": total, "chain": tree.chain,
                      "speedup_end_to_end": summary["speedup_end_to_end"],
                      "acceptance_length": summary["acceptance_length"],
+                     "target_forwards_per_action": summary["target_forwards_per_action"],
                      "total_p50_ms": summary["total_p50_ms"]})
+        print(f"sweep {shape_label(tree)}: {summary['speedup_end_to_end']:.2f}x", file=sys.stderr)
     return sorted(rows, key=lambda row: -row["speedup_end_to_end"])
 
 
-def success_rates(target, head, modes: list[Mode], episodes: int, seed: int, max_steps: int | None = None
-                  ) -> list[dict]:
+def calibration_shapes(sweep: list[dict], count: int = 4) -> list[ShapeStats]:
+    """The `count` fastest swept shapes with their verify steps per action (forwards after the prefill)."""
+    return [ShapeStats(row["top_k"], row["depth"], row["total_tokens"], row["chain"],
+                       round(row["target_forwards_per_action"] - 1.0, 3)) for row in sweep[:count]]
+
+
+def success_rates(target, head, modes: list[Mode], episodes: int, seed: int, max_steps: int | None = None,
+                  calibration: list[ShapeStats] | None = None) -> list[dict]:
     """Closed-loop success per mode in the simulation harness (the paper's first column)."""
     from specvla_ros.sim.env import EnvConfig, TabletopEnv
     from specvla_ros.sim.harness import evaluate
@@ -267,7 +363,7 @@ def success_rates(target, head, modes: list[Mode], episodes: int, seed: int, max
     results = []
     with TabletopEnv(EnvConfig(max_steps=max_steps)) as env:
         for mode in modes:
-            decoder = build_decoder(target, head if mode.config.uses_draft_head else None, mode.config)
+            decoder = make_decoder(target, head, mode, "off", calibration)  # speed does not matter here
             records = evaluate(DecoderPolicy(decoder), env, ["pick", "push", "place"], episodes, seed=seed)
             results.append({"successes": sum(r.success for r in records), "episodes": len(records)})
             print(f"{mode.name}: {results[-1]['successes']}/{len(records)} episodes succeeded", file=sys.stderr)
@@ -278,23 +374,25 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
     lines = [f"# Decode benchmark: {meta['model']}", "",
              f"{meta['observations']} observations ({meta['source']}), {meta['repeats']} repeats each, "
              f"tree top_k {meta['tree']['top_k']} / depth {meta['tree']['depth']} / total "
-             f"{meta['tree']['total_tokens']}, {meta['device']} ({meta['machine']}, {meta['threads']} threads). "
-             "Speedups: per-observation ratio vs AR, median.", "",
-             "| mode | acceptance length | accepted drafts / verify | target forwards / action | prefill p50 | "
-             "draft p50 | verify p50 | total p50 / p95 (ms) | decode-phase speedup | end-to-end speedup | "
-             "steps ≠ AR | max bin deviation (x y z roll pitch yaw grip) | success |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{meta['tree']['total_tokens']}, {meta['device']} ({meta['machine']}, {meta['threads']} threads), "
+             f"compile: {meta['compile']}. Speedups: per-observation ratio, median; 'vs fastest AR' is against "
+             f"{FAST_AR}, 'vs HF eager' against {HF_AR}. 'Outside steps': share of the decode spent outside its "
+             "step functions (Python, host reads).", "",
+             "| mode | success | acceptance length | target forwards / action | prefill p50 | draft p50 | verify p50 | "
+             "total p50 / p95 (ms) | vs fastest AR | vs HF eager | decode phase vs fastest AR | outside steps | "
+             "steps ≠ AR | max bin deviation (x y z roll pitch yaw grip) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        outside = "–" if row["outside_share"] is None else f"{100 * row['outside_share']:.0f}%"
         lines.append(
-            f"| {row['mode']} | {row['acceptance_length']:.2f} | {row['accepted_drafts_per_verify']:.2f} | "
+            f"| {row['mode']} | {_success_cell(row.get('success'))} | {row['acceptance_length']:.2f} | "
             f"{row['target_forwards_per_action']:.2f} | {row['prefill_p50_ms']:.2f} | {row['draft_p50_ms']:.2f} | "
             f"{row['verify_p50_ms']:.2f} | {row['total_p50_ms']:.2f} / {row['total_p95_ms']:.2f} | "
-            f"{row['speedup_decode_phase']:.2f}x | {row['speedup_end_to_end']:.2f}x | "
-            f"{100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} | "
-            f"{_success_cell(row.get('success'))} |")
+            f"{row['speedup_end_to_end']:.2f}x | {row['speedup_vs_hf_eager']:.2f}x | {row['speedup_decode_phase']:.2f}x | "
+            f"{outside} | {100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} |")
     lines += ["", "Mean action deviation from AR in metric units (m, rad; gripper 0..1):", "",
               "| mode | dx | dy | dz | droll | dpitch | dyaw | gripper |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows[1:]:
+    for row in rows[2:]:
         lines.append(f"| {row['mode']} | " + " | ".join(f"{v:.2e}" for v in row["mean_abs_deviation_units"]) + " |")
     if any(row["temporal"] for row in rows):
         lines += ["", "Which proposer drafted the accepted path (share of verify steps, and mean tokens per verify "
@@ -306,18 +404,21 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
             length = part["acceptance_length"]
             return f"{100 * part['share_of_steps']:.0f}% / " + (f"{length:.2f}" if length is not None else "–")
 
-        for row in rows[1:]:
+        for row in rows[2:]:
             sources = row["path_sources"]
             lines.append(f"| {row['mode']} | {cell(sources['head'])} | {cell(sources['temporal'])} | "
                          f"{100 * sources['both']['share_of_steps']:.0f}% | "
                          f"{100 * sources['none']['share_of_steps']:.0f}% |")
     if sweep:
-        lines += ["", f"Tree sweep at r = {meta['sweep_relax']} (best first):", "",
-                  "| top_k | depth | total_tokens | acceptance length | total p50 ms | end-to-end speedup |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", f"Tree sweep at r = {meta['sweep_relax']} (best first; speedup vs {FAST_AR}):", "",
+                  "| tree | acceptance length | target forwards / action | total p50 ms | end-to-end speedup |",
+                  "|---|---|---|---|---|"]
         for row in sweep[:10]:
-            lines.append(f"| {row['top_k']} | {row['depth']} | {row['total_tokens']} | {row['acceptance_length']:.2f} "
-                         f"| {row['total_p50_ms']:.2f} | {row['speedup_end_to_end']:.2f}x |")
+            tree = TreeConfig(top_k=row["top_k"], depth=row["depth"], total_tokens=row["total_tokens"],
+                              chain=row["chain"])
+            lines.append(f"| {shape_label(tree)} | {row['acceptance_length']:.2f} | "
+                         f"{row['target_forwards_per_action']:.2f} | {row['total_p50_ms']:.2f} | "
+                         f"{row['speedup_end_to_end']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,12 +440,13 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     axis.bar(names, [row["speedup_end_to_end"] for row in rows], color="tab:blue", label="end to end")
     axis.plot(names, [row["speedup_decode_phase"] for row in rows], "o-", color="tab:orange", label="decode phase")
     axis.axhline(1.0, color="grey", lw=0.8)
-    axis.set_ylabel("speedup vs AR (median ratio)")
-    axis.legend()
+    axis.plot(names, [row["speedup_vs_hf_eager"] for row in rows], "s--", color="tab:green", label="vs HF-eager AR")
+    axis.set_ylabel(f"speedup vs {FAST_AR} (median ratio)")
+    axis.legend(fontsize=8)
     _save(fig, axis, paths[0])
 
     fig, axis = plt.subplots(figsize=(6, 3.5))
-    for row in rows[1:]:
+    for row in rows[2:]:
         axis.hist(row["acceptance_lengths"], bins=np.arange(0.75, 7.5, 0.25), alpha=0.5, label=row["mode"])
     axis.set_xlabel("acceptance length per observation (tokens per target forward)")
     axis.set_ylabel("observations")
@@ -400,10 +502,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--success-max-steps", type=int, default=None, help="cap on steps per episode (default: "
                         "each task's own budget)")
     parser.add_argument("--sweep", action="store_true", help="also sweep tree sizes at the largest --relax")
+    parser.add_argument("--calibrate", action="store_true", help="sweep tree sizes at r = 0 and write "
+                        f"{CALIBRATION_FILE} (the fastest shapes) to --out, for decoder.tree.auto")
     parser.add_argument("--sweep-frames", type=int, default=12)
-    parser.add_argument("--sweep-top-k", type=int, nargs="+", default=[2, 4, 8])
-    parser.add_argument("--sweep-depth", type=int, nargs="+", default=[2, 3, 4, 6])
-    parser.add_argument("--sweep-total", type=int, nargs="+", default=[8, 16, 32, 50])
+    parser.add_argument("--sweep-top-k", type=int, nargs="+", default=[1, 2, 4, 8], help="1 = a chain")
+    parser.add_argument("--sweep-depth", type=int, nargs="+", default=[2, 3, 5])
+    parser.add_argument("--sweep-total", type=int, nargs="+", default=[8, 16, 50])
+    parser.add_argument("--tree-auto", action="store_true", help="also a row at r = 0 with the tree "
+                        "decoder.tree.auto chooses (from --calibration)")
+    parser.add_argument("--calibration", type=Path, default=None, help=f"{CALIBRATION_FILE} for --tree-auto "
+                        "(default: the draft head's, if it has one)")
+    parser.add_argument("--compile", default="auto", choices=("off", "default", "reduce-overhead", "auto"),
+                        help="how every mode but the HF-eager AR runs (default auto: compiled)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -433,21 +543,32 @@ def main(argv: list[str] | None = None) -> int:
     temporal = TemporalDraftConfig(enabled=True, history=args.temporal_history,
                                    proposals=tuple(args.temporal_proposals))
     modes = build_modes(args.relax, args.per_dimension, tree, temporal_relax, temporal)
-    print(f"{len(images)} observations x {len(modes)} modes x {args.repeats} repeats ...", file=sys.stderr)
+    calibration = None
+    if args.tree_auto:
+        modes.append(Mode("SD r=0 (tree auto)", DecoderConfig(tree=TreeConfig(top_k=0, depth=0, total_tokens=0,
+                                                                               auto=True))))
+        path = args.calibration or Path(args.draft) / CALIBRATION_FILE
+        calibration = read_calibration(path) if path.is_file() else None
+    compile_mode = resolve_mode(args.compile, args.device)
+    print(f"{len(images)} observations x {len(modes)} modes x {args.repeats} repeats, compile {compile_mode} ...",
+          file=sys.stderr)
     with torch.inference_mode():
-        runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3, episodes=episodes)
-        rows = [summarize(run, runs[0], action_bin_width(target)) for run in runs]
+        runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3, episodes=episodes,
+                         compile_mode=compile_mode, calibration=calibration)
+        rows = [summarize(run, runs[1], action_bin_width(target), runs[0]) for run in runs]
         if args.success_episodes:
             for row, success in zip(rows, success_rates(target, head, modes, args.success_episodes, args.seed,
-                                                              args.success_max_steps),
+                                                              args.success_max_steps, calibration),
                                     strict=True):
                 row["success"] = success
         sweep = []
-        if args.sweep:
+        if args.sweep or args.calibrate:
             count = min(args.sweep_frames, len(images))
-            grid = [(k, d, t) for k in args.sweep_top_k for d in args.sweep_depth for t in args.sweep_total if t >= k]
-            sweep = tree_sweep(target, head, images[:count], instructions[:count], max(args.relax), args.repeats,
-                               grid)
+            grid = [(k, d, t) for k in args.sweep_top_k for d in args.sweep_depth for t in args.sweep_total
+                    if t >= k and (k > 1 or t == args.sweep_total[0])]  # a chain has one size
+            sweep_relax = 0 if args.calibrate else max(args.relax)
+            sweep = tree_sweep(target, head, images[:count], instructions[:count], sweep_relax, args.repeats,
+                               grid, compile_mode)
     meta = {"model": str(args.model), "draft": str(args.draft), "observations": len(images),
             "source": (str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)")
             + (f", in episode order ({len(set(episodes))} episodes)" if args.temporal else ""),
@@ -456,9 +577,15 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "tree": {"top_k": tree.top_k, "depth": tree.depth, "total_tokens": tree.total_tokens},
             "device": args.device, "dtype": args.dtype, "machine": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "sweep_relax": max(args.relax) if args.sweep else None,
+            "threads": torch.get_num_threads(), "compile": compile_mode,
+            "sweep_relax": (0 if args.calibrate else max(args.relax)) if sweep else None,
             "wall_s": round(time.perf_counter() - started, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.calibrate:
+        written = write_calibration(args.out / CALIBRATION_FILE, calibration_shapes(sweep),
+                                    f"bench/decode_benchmark.py --calibrate on {count} frames of {meta['source']}, "
+                                    f"{meta['machine']}, {meta['threads']} threads, compile {compile_mode}")
+        print(f"calibration: {written} (copy it beside the draft head for decoder.tree.auto)", file=sys.stderr)
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "modes": rows, "sweep": sweep}, indent=1) + "\n")
     table = markdown(meta, rows, sweep)
     (args.out / "results.md").write_text(table)

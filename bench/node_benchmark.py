@@ -107,7 +107,8 @@ def start_node(args: argparse.Namespace) -> subprocess.Popen:
                "-p", f"model.path:={target}", "-p", f"model.draft_path:={draft}",
                "-p", f"decoder.relax_bins:=[{args.relax_bins}]", "-p", f"control_rate_hz:={args.rate}",
                "-p", "dry_run:=false", "-p", "start_enabled:=true", "-p", "action_timeout_s:=1.0",
-               "-p", "latency_budget_ms:=5000.0", "-p", f"inference.isolation:={args.isolation}"]
+               "-p", "latency_budget_ms:=5000.0", "-p", f"inference.isolation:={args.isolation}",
+               "-p", f"model.compile:={args.compile}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isolation", choices=("thread", "process"), default="thread",
                         help="the node's inference.isolation: decoder on a thread of the node (default) or "
                              "in a child process")
+    parser.add_argument("--compile", default="auto", choices=("auto", "off", "default", "reduce-overhead"),
+                        help="the node's model.compile (default auto, as the node starts)")
     parser.add_argument("--frames", type=Path, default=Path(__file__).parent / "data" / "tabletop_frames.npz")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--draft", type=Path)

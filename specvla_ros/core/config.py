@@ -73,22 +73,35 @@ class TinyVLAConfig:
         return asdict(self)
 
 
+PAPER_TREE = {"top_k": 8, "depth": 4, "total_tokens": 50}  # the Spec-VLA authors' runs
+
+
 @dataclass(frozen=True)
 class TreeConfig:
-    """EAGLE-2 dynamic draft tree. chain=True drafts a single path of `depth` tokens."""
+    """EAGLE-2 dynamic draft tree. chain=True drafts a single path of `depth` tokens.
+
+    auto: choose top_k / depth / total_tokens on this machine at start-up (core/tree_tuning.py);
+    with auto, those given as 0 are free and the others fixed.
+    """
 
     top_k: int = 8
     depth: int = 4
     total_tokens: int = 50
     chain: bool = False
     restrict_to_action_tokens: bool = True
+    auto: bool = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.depth <= N_ACTION_DIMS - 1:
+        if not (self.auto and self.depth == 0) and not 1 <= self.depth <= N_ACTION_DIMS - 1:
             raise ConfigError(f"tree depth must be 1..{N_ACTION_DIMS - 1} (7 action tokens, the first comes "
                               f"from prefill), got {self.depth}")
-        if self.top_k < 1 or self.total_tokens < 1:
+        if min(self.top_k, self.total_tokens) < (0 if self.auto else 1):
             raise ConfigError(f"top_k and total_tokens must be >= 1, got {self.top_k} and {self.total_tokens}")
+
+    @property
+    def fixed(self) -> dict[str, int]:
+        """With auto: the shape values the user set (non-zero), which the choice must keep."""
+        return {name: getattr(self, name) for name in PAPER_TREE if getattr(self, name)}
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ class _DecoderBase:
         self._target_cache: StaticKVCache | None = None
         self._one_token = causal_mask(1, backbone.device)
         self.compile_mode: CompileMode = "off"
+        self.start_notes: list[str] = []  # what loading decided (e.g. decoder.tree.auto), for the node's log
 
     def compile(self, mode: CompileMode) -> None:
         """torch.compile every step function this decoder runs ("off" = eager). Call warm_up next."""
@@ -288,7 +289,8 @@ class SpeculativeDecoder(_DecoderBase):
                 with watch.phase("verify"):
                     logits = self._one_step(cache, root, torch.tensor(root_position, device=device))
                     bonus = self.greedy(logits)
-                    read = torch.stack([root, bonus, torch.isfinite(logits).all().long()]).tolist()
+                    finite_now = torch.isfinite(logits).all() & finite_prefill
+                    read = torch.stack([root, bonus, finite_now.long()]).tolist()
                 cache.length += 1
                 forwards += 1
                 tokens += [read[0]] if not tokens else []
@@ -314,7 +316,7 @@ class SpeculativeDecoder(_DecoderBase):
             with watch.phase("verify"):
                 (read_tensor, bonus, next_embeds, next_features, target_tokens,
                  accepted) = self._verify(root, tree.tokens, tree.parents, tree.depths, tree.valid, counts[0],
-                                          counts[1], cos, sin, cache.keys, cache.values)
+                                          counts[1], finite_prefill, cos, sin, cache.keys, cache.values)
                 read = read_tensor.tolist()  # the step's one host read
             forwards += 1
             path_length = read[READ_PATH_LENGTH]
@@ -337,7 +339,6 @@ class SpeculativeDecoder(_DecoderBase):
             root, root_position = bonus, root_position + path_length + 1
             emitted += path_length + 1
 
-        finite = finite and bool(finite_prefill)
         return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step), finite=finite,
                             path_sources=tuple(path_sources), temporal_candidates=len(candidates))
 

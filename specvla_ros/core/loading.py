@@ -1,6 +1,7 @@
 """Checkpoint folders -> a ready decoder. The one entry point the node and the tools use."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +14,9 @@ from specvla_ros.core.decoder import AutoregressiveDecoder, SpeculativeDecoder, 
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.openvla import is_openvla_config, load_draft_head, load_openvla
+from specvla_ros.core.tree_tuning import CALIBRATION_FILE, describe, read_calibration, tuned_decoder
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -74,8 +78,21 @@ def load_decoder(model_path: str | Path, draft_path: str | Path | None, config: 
                           "decoder.mode autoregressive, or temporal drafts alone: temporal_draft.enabled true "
                           "with temporal_draft.draft_head false)")
     head = load_draft(draft_path, backbone) if config.uses_draft_head else None
+    if head is not None and config.tree.auto:
+        return _auto_tree_decoder(backbone, head, Path(draft_path), config, mode)
     decoder = build_decoder(backbone, head, config)
     if mode != "off":
         decoder.compile(mode)
         decoder.warm_up()
+    return decoder
+
+
+def _auto_tree_decoder(backbone: Backbone, head: DraftHead, draft_path: Path, config: DecoderConfig, mode: str
+                       ) -> AutoregressiveDecoder | SpeculativeDecoder:
+    """decoder.tree.auto with the draft head's calibration file (if any), logged in one line."""
+    calibration_file = draft_path / CALIBRATION_FILE
+    calibration = read_calibration(calibration_file) if calibration_file.is_file() else None
+    decoder, choice = tuned_decoder(backbone, head, config, calibration, mode)
+    decoder.start_notes.append(describe(choice))
+    log.info(decoder.start_notes[-1])
     return decoder

@@ -98,11 +98,19 @@ class TinyVLA(nn.Module):
             self._language = LlamaLanguageModel(self.llm)
         return self._language
 
-    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
-                reserve: int = 8) -> PrefillOutput:
+    def prompt_and_patches(self, image: np.ndarray, instruction: str, compiled: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BOS + prompt token ids, (P, hidden) image tokens): the inputs of the language model's prefill.
+        compiled=False runs the image encoder eager whatever `compile` said (the HF baseline does)."""
         validate_observation(image, instruction)
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
-        return self.language.prefill(ids, self._encode(self.preprocess(image), ids), cache, reserve)
+        encode = self._encode if compiled else self._encode.eager
+        return ids, encode(self.preprocess(image), ids)
+
+    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
+                reserve: int = 8) -> PrefillOutput:
+        ids, patches = self.prompt_and_patches(image, instruction)
+        return self.language.prefill(ids, patches, cache, reserve)
 
     def image_tokens(self, pixels: torch.Tensor, prompt_ids: list[torch.Tensor]) -> torch.Tensor:
         """(B, 3, S, S) preprocessed images + their prompts' ids -> (B, P, hidden) language-model inputs.

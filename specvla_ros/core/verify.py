@@ -8,8 +8,6 @@ back in one small tensor (`read`), so a step costs one host read; what the draft
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from specvla_ros.core.acceptance import accept_relaxed, deepest_accepted_chain
@@ -17,24 +15,9 @@ from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
 from specvla_ros.core.backbone import LlamaLanguageModel
 from specvla_ros.core.draft_tree import DraftTree, TreeLayout
 
-# Layout of VerifyResult.read: root, bonus, finite (0 / 1), path length, then the path's tokens and
+# Layout of the `read` tensor: root, bonus, finite (0 / 1), path length, then the path's tokens and
 # its node indices (root's child first), each padded with -1 to the layout's max_depth.
 READ_ROOT, READ_BONUS, READ_FINITE, READ_PATH_LENGTH, READ_PATH = 0, 1, 2, 3, 4
-
-
-@dataclass
-class VerifyResult:
-    """read: see READ_*; bonus (0-d) the next root; pair_embeds / pair_features (max_depth + 1, H):
-    the draft head's next catch-up pairs (root and path features, each with the following token's
-    embedding), real for the first path length + 1 rows; target_tokens (N + 1,) and accepted (N,)
-    for traces."""
-
-    read: torch.Tensor
-    bonus: torch.Tensor
-    pair_embeds: torch.Tensor
-    pair_features: torch.Tensor
-    target_tokens: torch.Tensor
-    accepted: torch.Tensor
 
 
 class TreeVerifier:
@@ -49,10 +32,19 @@ class TreeVerifier:
         self.greedy = greedy
 
     def __call__(self, root: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
-                 valid: torch.Tensor, length: torch.Tensor, emitted: torch.Tensor, cos: torch.Tensor,
-                 sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                 valid: torch.Tensor, length: torch.Tensor, emitted: torch.Tensor, finite_before: torch.Tensor,
+                 cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+                 ) -> tuple[torch.Tensor, ...]:
         """root (0-d) sits at position `length` (0-d, the committed cache entries); `emitted` (0-d)
-        tokens of the action are decided, the root included. Returns VerifyResult's fields in order."""
+        tokens of the action are decided, the root included; finite_before (0-d bool): whether the
+        logits read so far (the prefill's) were finite, so that one read reports both.
+
+        Returns (read, bonus, pair_embeds, pair_features, target_tokens, accepted): `read` the one
+        tensor the host reads (READ_*); bonus (0-d) the next root; pair_embeds / pair_features
+        (max_depth + 1, H) the draft head's next catch-up pairs (root and path features, each with
+        the following token's embedding; real for the first path length + 1 rows); the target's
+        token at every row and the accepted mask, for traces.
+        """
         depth = self.layout.max_depth
         device = tokens.device
         tree = DraftTree(tokens=tokens, parents=parents, depths=depths, valid=valid)
@@ -79,6 +71,6 @@ class TreeVerifier:
         path_tokens = torch.where(path >= 0, ids[path + 1], -1)
         following = torch.where(torch.cat([places, places[-1:] + 1]) < path_length,
                                 ids[torch.cat([rows[1:], rows[:1]])], bonus)
-        finite = torch.isfinite(logits).all()
+        finite = torch.isfinite(logits).all() & finite_before
         read = torch.cat([root.view(1), bonus.view(1), finite.long().view(1), path_length.view(1), path_tokens, path])
         return read, bonus, self.language.embed(following), hidden[rows], target, accepted

@@ -26,7 +26,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
-from specvla_ros.core.config import DecoderConfig, TreeConfig
+from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult
 from specvla_ros.core.errors import ConfigError, SpecVLAError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
@@ -34,7 +34,7 @@ from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
 from specvla_ros.ros.image_conversion import to_rgb
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
-from specvla_ros.ros.parameters import SPECS, check_update
+from specvla_ros.ros.parameters import SPECS, check_update, compile_setting
 from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
 from specvla_ros.ros.safety import CommandGate, GateSettings, SafetyLimits, TimedAction
 from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
@@ -100,6 +100,9 @@ class SpecVLANode(Node):
         self.create_timer(self._control_period_s, self._on_control_tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics)
+        # What loading decided (decoder.tree.auto's choice), from this process's decoder or the child's.
+        for note in getattr(self._decoder if self._decoder is not None else self._worker, "start_notes", []):
+            self.get_logger().info(note)
         self.get_logger().info(
             f"ready: {self._decoder_config.mode} decoding in a {self._isolation}, "
             f"r={list(self._decoder_config.relax_bins)}, "
@@ -113,12 +116,12 @@ class SpecVLANode(Node):
 
     def _build_decoder_config(self) -> DecoderConfig:
         relax = tuple(int(r) for r in self._param("decoder.relax_bins"))
-        tree = TreeConfig(
-            top_k=self._param("decoder.tree.top_k"),
-            depth=self._param("decoder.tree.depth"),
-            total_tokens=self._param("decoder.tree.total_tokens"),
-            restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"),
-        )
+        auto = self._param("decoder.tree.auto")
+        # 0 = free for decoder.tree.auto to choose, or the authors' value without it.
+        shape = {name: self._param(f"decoder.tree.{name}") or (0 if auto else default)
+                 for name, default in PAPER_TREE.items()}
+        tree = TreeConfig(**shape, auto=auto,
+                          restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"))
         return DecoderConfig(
             mode=self._param("decoder.mode"),
             relax_bins=relax if len(relax) == 7 else relax[0],
@@ -145,7 +148,7 @@ class SpecVLANode(Node):
         return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
                            device=self._param("model.device"), dtype=self._param("model.dtype"),
                            center_crop=crop, quantization=None if quantization == "auto" else quantization,
-                           compile=self._param("model.compile"))
+                           compile=compile_setting(self._param("model.compile")))
 
     def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""

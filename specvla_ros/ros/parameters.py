@@ -30,9 +30,11 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     read_only: bool = False
     length: tuple[int, ...] = ()  # allowed list lengths for array parameters
+    also_bool: bool = False  # YAML reads a bare off / on as a boolean: accept it too (see compile_setting)
 
     def descriptor(self) -> ParameterDescriptor:
-        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only,
+                                         dynamic_typing=self.also_bool)
         if self.choices:
             descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
         if self.length:
@@ -47,6 +49,8 @@ class ParamSpec:
 
     def check(self, value: Any) -> str | None:
         """A reason the value is refused, or None when it is fine."""
+        if self.also_bool and isinstance(value, bool):
+            return None
         if self.choices and isinstance(self.default, list):
             if not value or any(item not in self.choices for item in value):
                 return f"{self.name} must be a non-empty list of {', '.join(self.choices)}, got {list(value)}"
@@ -83,19 +87,22 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model.compile", "auto", "torch.compile the decode path at start-up (graphs built before 'ready', "
               "never on the first camera frame): off, default, reduce-overhead (CUDA graphs), auto = default on CPU, "
               "reduce-overhead on CUDA. A platform where compiling fails runs eager, said once in the log.",
-              choices=COMPILE_MODES, read_only=True),
+              choices=COMPILE_MODES, read_only=True, also_bool=True),
     # decoder
     ParamSpec("decoder.mode", "speculative", "speculative (Spec-VLA) or autoregressive (plain greedy).",
               choices=DECODER_MODES, read_only=True),
     ParamSpec("decoder.relax_bins", [0], "Relaxed-acceptance threshold r in bins: one value for all 7 dimensions "
               "or 7 values (dx dy dz droll dpitch dyaw gripper). 0 = exact (lossless).", low=0, high=254,
               length=(1, 7), read_only=True),
-    ParamSpec("decoder.tree.top_k", 8, "Draft tree: nodes expanded per depth (EAGLE-2 top_k).", low=1, high=64,
-              read_only=True),
-    ParamSpec("decoder.tree.depth", 4, "Draft tree depth (drafted tokens per verify step, at most 6).", low=1,
-              high=6, read_only=True),
-    ParamSpec("decoder.tree.total_tokens", 50, "Draft tree: nodes kept for verification.", low=1, high=512,
-              read_only=True),
+    ParamSpec("decoder.tree.auto", True, "Choose the draft tree at start-up from costs measured on this machine and "
+              "the draft head's tree_calibration.json (bench/decode_benchmark.py --calibrate); no tree at all when "
+              "none beats autoregressive decoding. Tree values set below (non-zero) are kept.", read_only=True),
+    ParamSpec("decoder.tree.top_k", 0, "Draft tree: nodes expanded per depth (EAGLE-2 top_k); 0 = chosen by "
+              "decoder.tree.auto, or the authors' 8 without it.", low=0, high=64, read_only=True),
+    ParamSpec("decoder.tree.depth", 0, "Draft tree depth (drafted tokens per verify step, at most 6); 0 = chosen "
+              "by decoder.tree.auto, or the authors' 4 without it.", low=0, high=6, read_only=True),
+    ParamSpec("decoder.tree.total_tokens", 0, "Draft tree: nodes kept for verification; 0 = chosen by "
+              "decoder.tree.auto, or the authors' 50 without it.", low=0, high=512, read_only=True),
     ParamSpec("decoder.tree.restrict_to_action_tokens", True, "Draft only among the 256 action tokens.",
               read_only=True),
     # temporal drafting: guesses from the robot's own recent actions join the draft tree
@@ -156,6 +163,13 @@ SPECS: tuple[ParamSpec, ...] = (
 )
 
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def compile_setting(value: str | bool) -> str:
+    """model.compile as a mode name: YAML turns a bare `off` / `on` into false / true."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    return value
 
 
 def check_update(updates: dict[str, Any], current: dict[str, Any]) -> str | None:

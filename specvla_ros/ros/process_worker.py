@@ -126,7 +126,7 @@ def _serve(spec: DecoderSpec, conn: Connection) -> None:
     except BaseException as error:
         conn.send(("load_error", _portable(error), traceback.format_exc()))
         return
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", os.getpid(), list(getattr(decoder, "start_notes", []))))
     while True:
         try:
             message = conn.recv()
@@ -180,6 +180,7 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         super().__init__(on_result, on_error, name)
         self._prepare = prepare
         self._spec = spec
+        self.start_notes: list[str] = []  # what the child's loading decided, for the node's log
         self._send_lock = threading.Lock()
         self._failure: str | None = None  # why the child can no longer serve, once it died
         context = multiprocessing.get_context("spawn")
@@ -220,6 +221,7 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
             except (EOFError, OSError):
                 message = None
             if message is not None and message[0] == "ready":
+                self.start_notes = list(message[2])
                 return
             if message is not None and message[0] == "load_error":
                 error = message[1]

@@ -38,15 +38,21 @@ def test_decode_benchmark_writes_tables_and_plots(tmp_path) -> None:
         "--model", str(tmp_path / "target"), "--draft", str(tmp_path / "draft"), "--data", str(frames),
         "--frames", "4", "--repeats", "1", "--relax", "2", "--per-dimension", "1", "1", "1", "0", "0", "1", "0",
         "--sweep", "--sweep-frames", "1", "--sweep-top-k", "2", "--sweep-depth", "2", "3",
-        "--sweep-total", "4", "--success-episodes", "1", "--success-max-steps", "2", "--out", str(out)]) == 0
+        "--sweep-total", "4", "--success-episodes", "1", "--success-max-steps", "2", "--compile", "off",
+        "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     modes = {row["mode"]: row for row in results["modes"]}
-    assert list(modes) == ["AR", "SD r=0", "Spec-VLA r=2", "Spec-VLA r=(1,1,1,0,0,1,0)"]
+    assert list(modes) == ["AR (HF eager)", "AR (fastest)", "SD r=0", "Spec-VLA r=2", "Spec-VLA r=(1,1,1,0,0,1,0)"]
     assert all(row["success"]["episodes"] == 3 for row in modes.values())   # one episode of each task
-    assert modes["AR"]["target_forwards_per_action"] == 7 and modes["AR"]["acceptance_length"] == 1
+    for name in ("AR (HF eager)", "AR (fastest)"):
+        assert modes[name]["target_forwards_per_action"] == 7 and modes[name]["acceptance_length"] == 1
+    assert modes["AR (HF eager)"]["steps_differing_from_ar"] == 0    # the same greedy tokens through HF's model
+    assert modes["AR (HF eager)"]["outside_share"] is None
+    assert all(0 <= row["outside_share"] <= 1 for name, row in modes.items() if name != "AR (HF eager)")
     assert modes["SD r=0"]["steps_differing_from_ar"] == 0 and modes["SD r=0"]["max_bin_deviation"] == [0] * 7
     assert modes["Spec-VLA r=2"]["max_bin_deviation"][0] <= 2        # the first token obeys the per-token rule
-    assert all(row["total_p50_ms"] > 0 and row["speedup_end_to_end"] > 0 for row in modes.values())
+    assert all(row["total_p50_ms"] > 0 and row["speedup_end_to_end"] > 0 and row["speedup_vs_hf_eager"] > 0
+               for row in modes.values())
     assert results["sweep"] and {"top_k", "depth", "total_tokens", "speedup_end_to_end"} <= set(results["sweep"][0])
     assert "| SD r=0 |" in (out / "results.md").read_text()
     for name in ("speedup_vs_r.png", "acceptance_hist.png", "latency_breakdown.png"):
@@ -65,10 +71,10 @@ def test_decode_benchmark_temporal_modes(tmp_path) -> None:
     out = tmp_path / "out"
     assert _benchmark_module().main([
         "--model", str(tmp_path / "target"), "--draft", str(tmp_path / "draft"), "--data", str(frames),
-        "--frames", "7", "--repeats", "2", "--relax", "2", "--temporal", "--out", str(out)]) == 0
+        "--frames", "7", "--repeats", "2", "--relax", "2", "--temporal", "--compile", "off", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     modes = {row["mode"]: row for row in results["modes"]}
-    assert list(modes) == ["AR", "SD r=0", "Spec-VLA r=2", "Temporal r=0", "Spec-VLA+temporal r=0",
+    assert list(modes) == ["AR (HF eager)", "AR (fastest)", "SD r=0", "Spec-VLA r=2", "Temporal r=0", "Spec-VLA+temporal r=0",
                            "Temporal r=2", "Spec-VLA+temporal r=2"]
     for name in ("Temporal r=0", "Spec-VLA+temporal r=0"):
         assert modes[name]["steps_differing_from_ar"] == 0                 # r = 0 stays lossless
@@ -78,3 +84,25 @@ def test_decode_benchmark_temporal_modes(tmp_path) -> None:
     assert modes["Temporal r=0"]["path_sources"]["temporal"]["share_of_steps"] > 0
     assert modes["SD r=0"]["path_sources"]["temporal"]["share_of_steps"] == 0
     assert "Which proposer drafted" in (out / "results.md").read_text()
+
+
+def test_calibration_feeds_the_automatic_tree(tmp_path) -> None:
+    target, head = make_pair(2, train_steps=20)
+    target.save(tmp_path / "target")
+    head.save(tmp_path / "draft")
+    frames = tmp_path / "frames.npz"
+    images, instructions = zip(*observations(9, 3), strict=True)
+    np.savez(frames, images=np.stack(images), instructions=np.array(instructions))
+    common = ["--model", str(tmp_path / "target"), "--draft", str(tmp_path / "draft"), "--data", str(frames),
+              "--frames", "3", "--repeats", "1", "--relax", "1", "--compile", "off"]
+    bench = _benchmark_module()
+    assert bench.main([*common, "--calibrate", "--sweep-frames", "3", "--sweep-top-k", "1", "2",
+                       "--sweep-depth", "2", "3", "--sweep-total", "4", "--out", str(tmp_path / "calibrate")]) == 0
+    calibration = json.loads((tmp_path / "calibrate" / "tree_calibration.json").read_text())
+    assert 1 <= len(calibration["shapes"]) <= 4
+    for shape in calibration["shapes"]:
+        assert 0 < shape["steps_per_action"] <= 6 and shape["depth"] in (2, 3)
+    assert bench.main([*common, "--tree-auto", "--calibration", str(tmp_path / "calibrate" / "tree_calibration.json"),
+                       "--out", str(tmp_path / "auto")]) == 0
+    modes = {row["mode"]: row for row in json.loads((tmp_path / "auto" / "results.json").read_text())["modes"]}
+    assert modes["SD r=0 (tree auto)"]["steps_differing_from_ar"] == 0  # whatever it chose, r = 0 stays lossless

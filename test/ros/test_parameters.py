@@ -29,3 +29,15 @@ def test_refusals_say_why() -> None:
 def test_safety_defaults() -> None:
     assert SPECS_BY_NAME["dry_run"].default is True
     assert SPECS_BY_NAME["start_enabled"].default is False
+
+
+def test_model_compile_takes_yaml_booleans_too() -> None:
+    """`-p model.compile:=off` reaches the node as the boolean false (YAML): it means off."""
+    from specvla_ros.ros.parameters import SPECS_BY_NAME, compile_setting
+
+    spec = SPECS_BY_NAME["model.compile"]
+    assert spec.descriptor().dynamic_typing
+    for value in (False, True, "off", "default", "reduce-overhead", "auto"):
+        assert spec.check(value) is None
+    assert spec.check("fast") is not None
+    assert [compile_setting(value) for value in (False, True, "default")] == ["off", "auto", "default"]

@@ -75,10 +75,11 @@ class OpenVLA(nn.Module):
     def lm_head(self) -> nn.Linear:
         return self.language_model.lm_head
 
-    def patch_embeddings(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 RGB image -> (patches, H) projected patch embeddings."""
+    def patch_embeddings(self, image: np.ndarray, compiled: bool = True) -> torch.Tensor:
+        """uint8 RGB image -> (patches, H) projected patch embeddings (compiled=False: eager whatever
+        `compile` said)."""
         pixels = self.preprocess(image).to(device=self.device, dtype=self.dtype)
-        return self._encode(pixels)
+        return (self._encode if compiled else self._encode.eager)(pixels)
 
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Preprocessed pixels -> (patches, H): what prefill compiles."""
@@ -92,11 +93,17 @@ class OpenVLA(nn.Module):
             self._language = LlamaLanguageModel(self.language_model)
         return self._language
 
-    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
-                reserve: int = 8) -> PrefillOutput:
+    def prompt_and_patches(self, image: np.ndarray, instruction: str, compiled: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BOS + prompt token ids, (P, H) patch embeddings): the inputs of the language model's prefill."""
         validate_observation(image, instruction)
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
-        return self.language.prefill(ids, self.patch_embeddings(image), cache, reserve)
+        return ids, self.patch_embeddings(image, compiled)
+
+    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
+                reserve: int = 8) -> PrefillOutput:
+        ids, patches = self.prompt_and_patches(image, instruction)
+        return self.language.prefill(ids, patches, cache, reserve)
 
     def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
                 tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
