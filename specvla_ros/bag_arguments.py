@@ -19,7 +19,8 @@ def _decoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     parser.add_argument("--model", type=Path, help="target checkpoint folder (default: the embedded model)")
     parser.add_argument("--draft", type=Path, help="draft head checkpoint folder (default: the embedded one)")
     parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
-                        help="Spec-VLA threshold in bins: one value or 7 (dx dy dz droll dpitch dyaw gripper)")
+                        help="Spec-VLA threshold in bins: one value or 7 (dx dy dz droll dpitch dyaw gripper); "
+                             "default: 0, exact (lossless)")
 
 
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,12 +62,24 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lockstep: give up on a frame's answer after S seconds (default 30)")
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", type=Path, help="bag with camera frames and task strings (folder, .db3 or .mcap)")
-    parser.add_argument("--camera-topic", default=DEFAULT_CAMERA_TOPIC,
-                        help=f"sensor_msgs/Image or CompressedImage topic (default {DEFAULT_CAMERA_TOPIC})")
+def _bag_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which frames of a bag, with which task: the same options for bag-compare and bag-replay."""
+    parser.add_argument("--camera-topic", default=None,
+                        help="sensor_msgs/Image or CompressedImage topic (default: the bag's only colour image "
+                             "topic; with several, the error lists them)")
     parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
-                        help=f"std_msgs/String topic (default {DEFAULT_TASK_TOPIC})")
+                        help=f"std_msgs/String topic holding the task (default {DEFAULT_TASK_TOPIC})")
+    parser.add_argument("--task", default=None, metavar="TEXT",
+                        help="the task for every frame, e.g. \"pick up the red cube\": for a bag without a task "
+                             "topic (a plain camera recording); overrides the bag's own task topic")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="bag with camera frames (folder, .db3 or .mcap)")
+    _bag_input_arguments(parser)
+    parser.add_argument("--skip-bad-frames", action="store_true",
+                        help="skip frames that cannot be read (truncated, depth in a colour stream, ...), list each, "
+                             "and go on (default: stop at the first)")
     _decoder_arguments(parser)
     parser.add_argument("--tree-top-k", type=int, default=8, help="draft tree: nodes expanded per depth")
     parser.add_argument("--tree-depth", type=int, default=4, help="draft tree depth")
@@ -79,4 +92,4 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="compare only the first N frames")
     parser.add_argument("--warmup", type=int, default=1, help="frames decoded once more, untimed, first (default 1)")
     parser.add_argument("--out", type=Path, required=True,
-                        help="output folder: report.json, report.md, deviation.png, timeline.png")
+                        help="output folder: report.json, report.md, deviation.png, timeline.png, worst_frames.png")

@@ -203,9 +203,9 @@ class BagObservations:
     The task is the latest one on `task_topic` before each frame, or `task` for every frame when
     given (then the bag needs no task topic; a task topic in it is ignored). Frames before the first
     (non-empty) task are skipped and counted in `skipped_before_task`; with `skip_bad_frames`, frames
-    that cannot be converted are skipped and listed in `bad_frames` (both complete after one full
-    iteration). With no `camera_topic`, the bag's only colour image topic is used. Topics, types and
-    the camera's first frame are checked on construction.
+    that cannot be converted are skipped and listed in `bad_frames` (both counted as the iteration
+    goes, complete after a full one). With no `camera_topic`, the bag's only colour image topic is
+    used. Topics, types and the camera's first frame are checked on construction.
     """
 
     def __init__(self, path: str | Path, camera_topic: str | None = None, task_topic: str = DEFAULT_TASK_TOPIC,
@@ -232,14 +232,14 @@ class BagObservations:
     def __iter__(self) -> Iterator[Observation]:
         task = self.task
         topics = (self.camera_topic,) if self.task is not None else (self.camera_topic, self.task_topic)
-        skipped, bad, index = 0, [], -1
+        self.skipped_before_task, self.bad_frames, index = 0, [], -1  # counted as they come: a reader may stop early
         for message, decoded in _iterate(self.path, topics, decode=True):
             if message.topic != self.camera_topic:
                 task = decoded.data.strip() or None
                 continue
             index += 1
             if task is None:
-                skipped += 1
+                self.skipped_before_task += 1
                 continue
             stamp = decoded.header.stamp
             stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec or message.time_ns
@@ -250,11 +250,9 @@ class BagObservations:
                     raise BagError(f"{self.path}: camera frame {index} (bag time {message.time_ns} ns) on "
                                    f"'{self.camera_topic}': {error}. To skip such frames and go on: "
                                    "--skip-bad-frames (skip_bad_frames=True in Python)") from None
-                bad.append(BadFrame(index, message.time_ns, str(error)))
+                self.bad_frames.append(BadFrame(index, message.time_ns, str(error)))
                 continue
             yield Observation(stamp_ns, image, task)
-        self.skipped_before_task = skipped
-        self.bad_frames = bad
 
 
 def read_observations(bag_path: str | Path, camera_topic: str | None = None, task_topic: str = DEFAULT_TASK_TOPIC,
