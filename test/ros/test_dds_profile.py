@@ -42,3 +42,10 @@ def test_profile_keeps_udp_on_loopback_and_is_printed_for_other_terminals() -> N
     assert f"export FASTDDS_DEFAULT_PROFILES_FILE={PROFILE}" in export_lines()
     assert describe_image_qos("reliable") == "reliable (reliable, keep last 5)"
     assert describe_image_qos("sensor_data") == "sensor_data (best effort, keep last 5)"
+
+
+def test_cli_image_qos_choices_match_the_node() -> None:
+    from specvla_ros.bag_arguments import IMAGE_QOS_CHOICES as CLI_CHOICES
+    from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
+
+    assert CLI_CHOICES == IMAGE_QOS_CHOICES
