@@ -45,10 +45,13 @@ def headline(summary: dict) -> str:
     zero = [d for d in dims if d["zero_width"]]
     if zero:
         names = " and ".join(d["name"] for d in zero)
-        shares = ", ".join(f"{100 * d['fraction_differing']:.1f}%" for d in zero)
-        text += (f" {names} {'has' if len(zero) == 1 else 'have'} zero width in this model's action statistics "
-                 f"(q01 = q99): {'its' if len(zero) == 1 else 'their'} tokens differ in {shares} of steps and move "
-                 "nothing.")
+        text += f" {names} {'has' if len(zero) == 1 else 'have'} zero width in this model's action statistics " \
+                "(q01 = q99)"
+        if any(d["fraction_differing"] > 0 for d in zero):
+            shares = ", ".join(f"{100 * d['fraction_differing']:.1f}%" for d in zero)
+            text += f": {'its' if len(zero) == 1 else 'their'} tokens differ in {shares} of steps and move nothing."
+        else:
+            text += ": a token difference there would move nothing."
     # The gripper's command is open / closed: its range limits are its ordinary values.
     saturated = [d for d in moving if d["name"] != "gripper" and max(d["saturation"].values()) >= 0.5]
     if saturated:

@@ -282,8 +282,10 @@ class BagReplayer(Node):
             if reliable_readers and config.image_qos != "reliable":
                 return (f"{text}: it subscribes reliable and this player publishes best effort (incompatible); "
                         "pass --image-qos reliable")
-            option = "topics.compressed_image" if self.camera_type == COMPRESSED_IMAGE else "topics.image"
-            text += f": start the node with -p {option}:={camera}, or --remap {self.camera_topic}:=<its topic>"
+            if self.camera_type == COMPRESSED_IMAGE:
+                text += f": start the node with -p topics.compressed_image:={camera}"
+            else:
+                text += f": start the node with -p topics.image:={camera}, or --remap {self.camera_topic}:=<its topic>"
             listening = self._node_image_subscriptions()
             if listening:
                 text += f" (it listens to {listening})"

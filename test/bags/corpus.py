@@ -1,6 +1,7 @@
 """Small bags in the shapes real recordings come in, written by the tests themselves (issue 24).
 
-Each function writes one bag under `folder` and returns its path. The shapes mirror the public
+Each function writes one bag under `folder` and returns its path; `python -m test.bags.corpus DIR`
+writes them all (docs/rosbags.md uses them). The shapes mirror the public
 recordings the bag tools were tried on: rosbag2 metadata version 4 (Foxy), a bare 2019-style .db3
 with no metadata.yaml and old type names, MCAP with zstd-compressed chunks, a compressed camera,
 depth only (raw 16UC1, compressedDepth, 16-bit PNG), several cameras beside unrelated topics,
@@ -220,3 +221,21 @@ def ros1_bag(folder: Path, count: int = 3) -> Path:
                                    is_bigendian=0, step=image.shape[1] * 3, data=image.reshape(-1))
             writer.write(camera, stamp, store.serialize_ros1(message, IMAGE))
     return path
+
+
+def write_all(folder: Path) -> dict[str, Path]:
+    """Every shape above, under `folder` (which must not hold them yet)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bags = {"old_metadata": old_metadata(folder), "bare_db3": bare_db3(folder), "mcap_zstd": mcap_zstd(folder),
+            "compressed": compressed_camera(folder), "rgbd": multi_topic(folder),
+            "two_cameras": multi_topic(folder, second_colour_camera=True), "camera_only": camera_only(folder),
+            "ros1": ros1_bag(folder)}
+    bags |= {f"depth_{how}": depth_only(folder, how) for how in ("raw", "compressedDepth", "png")}
+    return bags
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name, path in write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/corpus")).items():
+        print(f"{name}: {path}")
