@@ -145,17 +145,20 @@ def test_cli_exit_codes_for_bad_bags(tmp_path, capsys) -> None:
 
 
 # ----- issue 24: bags recorded by others, failures that say why, full-size frames -------------------------------
-def test_camera_only_bag_replays_in_lockstep_with_the_task_given(ros_context, pair, tmp_path) -> None:
+@pytest.mark.parametrize("shape", ["camera_only", "bare_db3"])
+def test_camera_only_bag_replays_in_lockstep_with_the_task_given(ros_context, pair, tmp_path, shape) -> None:
+    """A plain camera recording; and a lone 2019-style .db3 whose types carry old names ('sensor_msgs/Image')."""
     from test.bags import corpus
 
     target, head = pair
-    bag = corpus.camera_only(tmp_path, count=5)
+    bag = getattr(corpus, shape)(tmp_path, count=5)
+    remap = {"/image": "/camera/image_raw"} if shape == "bare_db3" else {}  # that webcam published on /image
     config = ReplayConfig(bag=bag, task="push the blue cube to the left", lockstep=True, out=tmp_path / "out",
-                          frame_timeout_s=20.0)
+                          remap=remap, frame_timeout_s=20.0)
     summary = Rig(ros_context, build_decoder(target, head, DecoderConfig()), config, **LIVE).run()
     assert (summary.frames_published, summary.frames_answered, summary.frames_before_task) == (5, 5, 0)
     assert summary.tasks_published == 1 and summary.task_source == "given: 'push the blue cube to the left'"
-    assert summary.camera_topic == "/camera/image_raw" and summary.hints == []
+    assert summary.camera_type == "sensor_msgs/msg/Image" and summary.hints == []
     stats = _first_by_stamp(tmp_path / "out", STATS)
     offline = build_decoder(target, head, DecoderConfig())
     for observation in read_observations(bag, task="push the blue cube to the left"):
