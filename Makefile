@@ -6,6 +6,10 @@ PY        := $(VENV)/bin/python
 PIP       := $(PY) -m pip
 # DDS discovery stays on this machine: Fast DDS would otherwise multicast to 239.255.0.1.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# Full-size camera frames between processes: shared memory with a 32 MB segment, UDP on loopback
+# only (config/fastdds_large_images.xml; docs/rosbags.md, "Full-size images"). Fast DDS 3 reads this
+# variable; specvla's entry points set it the same way when it is unset.
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_large_images.xml
 export PYTHONDONTWRITEBYTECODE := 1
 
 MSG_FILES := $(wildcard msg/*.msg)

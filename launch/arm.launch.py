@@ -20,6 +20,7 @@ PARAMETER_OVERRIDES = {
     "dry_run": ("dry_run", "true: publish no commands"),
     "control_rate_hz": ("control_rate_hz", "command rate"),
     "frame_id": ("frame_id", "frame of the deltas"),
+    "image_qos": ("topics.image_qos", "sensor_data | reliable (camera subscription QoS)"),
 }
 
 

@@ -2,26 +2,27 @@
 
 The question a team asks before turning relaxed acceptance on: on our own recordings, how far do
 the actions move from plain greedy decoding, and what does it buy? Both decoders share one
-backbone and see each frame in turn; the report gives per-dimension deviation in bins and in the
-action's units, the fraction of steps that differ, acceptance length, latency, and checks the
-relaxed rule where it applies exactly: at the first token where the two outputs differ, both
-decoders had the same prefix, so the drafted token is within r bins of the target's own choice.
-Later tokens are conditioned on different prefixes and carry no such bound.
+backbone and see each frame in turn; the report gives per-dimension deviation in the action's
+units (a dimension whose statistics give its bins zero width moves nothing, whatever its tokens
+do, and is named as such), the fraction of steps whose action differs, how often tokens sit at
+the range limits (saturation), acceptance length, latency, and checks the relaxed rule where it
+applies exactly: at the first token where the two outputs differ, both decoders had the same
+prefix, so the drafted token is within r bins of the target's own choice. Later tokens are
+conditioned on different prefixes and carry no such bound. Rendering: bag_compare_report.py.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 DIM_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 DIM_UNITS = ("m", "m", "m", "rad", "rad", "rad", "")  # gripper: the dataset's unitless command
+BIN_COUNT = 255  # bins 0 and 254 are the range limits: the action clipped at q01 / q99 (or -1 / +1)
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,11 @@ class FrameResult:
 
 
 def compare_frames(observations: Iterable[tuple[int, np.ndarray, str]], autoregressive: Any, speculative: Any,
-                   warmup: int = 1, max_frames: int | None = None,
-                   log: Callable[[str], None] | None = None) -> list[FrameResult]:
+                   warmup: int = 1, max_frames: int | None = None, log: Callable[[str], None] | None = None,
+                   on_frame: Callable[[FrameResult, np.ndarray], None] | None = None) -> list[FrameResult]:
     """Decode every (stamp_ns, image, instruction) with both decoders; the first `warmup` frames are decoded
-    once more beforehand so one-time costs (allocations, lazy init) stay out of the latencies."""
+    once more beforehand so one-time costs (allocations, lazy init) stay out of the latencies. `on_frame` sees
+    each result with its image (the report keeps thumbnails of the most deviating ones)."""
     results: list[FrameResult] = []
     for index, (stamp_ns, image, instruction) in enumerate(observations):
         if max_frames is not None and index >= max_frames:
@@ -69,6 +71,8 @@ def compare_frames(observations: Iterable[tuple[int, np.ndarray, str]], autoregr
             ar_ms=ar.stats.total_ms, spec_ms=spec.stats.total_ms, spec_draft_ms=spec.stats.draft_ms,
             spec_verify_ms=spec.stats.verify_ms, acceptance_length=spec.stats.mean_acceptance_length,
             spec_forwards=spec.stats.target_forward_passes))
+        if on_frame is not None:
+            on_frame(results[-1], image)
         if log and (index + 1) % 25 == 0:
             log(f"  {index + 1} frames")
     return results
@@ -87,12 +91,21 @@ def _stats(values: np.ndarray) -> dict[str, float]:
             "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
 
 
-def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.ndarray) -> dict:
+def deviation_score(frame: FrameResult, width: np.ndarray) -> float:
+    """How far a frame's action moved from AR, in bins of the dimensions that have a width (0: not at all)."""
+    apart = np.abs(np.array(frame.ar_action) - np.array(frame.spec_action))
+    return float(np.max(np.where(width > 0, apart / np.where(width > 0, width, 1.0), 0.0)))
+
+
+def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.ndarray,
+              bin_count: int = BIN_COUNT) -> dict:
     """The report's numbers (JSON-ready)."""
     ar_bins = np.array([f.ar_bins for f in frames])
     spec_bins = np.array([f.spec_bins for f in frames])
     bins_apart = np.abs(ar_bins - spec_bins)
     metric_apart = np.abs(np.array([f.ar_action for f in frames]) - np.array([f.spec_action for f in frames]))
+    moved = metric_apart > 0  # a token difference in a zero-width dimension moves nothing
+    limits = (0, bin_count - 1)
     firsts = [(f.index, f.first_difference) for f in frames if f.first_difference is not None]
     violations = [{"frame": i, "dimension": DIM_NAMES[d], "bins_apart": int(bins_apart[i, d]), "r": relax_bins[d]}
                   for i, d in firsts if bins_apart[i, d] > relax_bins[d]]
@@ -100,20 +113,27 @@ def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.
     for d, name in enumerate(DIM_NAMES):
         dimensions.append({
             "name": name, "unit": DIM_UNITS[d], "r": relax_bins[d],
+            "zero_width": bool(width[d] == 0),
             "fraction_differing": float(np.mean(bins_apart[:, d] > 0)),
+            "fraction_moved": float(np.mean(moved[:, d])),
             "bins_mean": float(np.mean(bins_apart[:, d])), "bins_max": int(np.max(bins_apart[:, d])),
             "metric_mean": float(np.mean(metric_apart[:, d])), "metric_max": float(np.max(metric_apart[:, d])),
             "bin_width": float(width[d]),
             "first_difference_bound": float(relax_bins[d] * width[d]),
             "first_differences": sum(1 for _, first in firsts if first == d),
             "first_difference_bins_max": max((int(bins_apart[i, d]) for i, first in firsts if first == d), default=0),
+            "saturation": {"autoregressive": float(np.mean(np.isin(ar_bins[:, d], limits))),
+                           "speculative": float(np.mean(np.isin(spec_bins[:, d], limits)))},
         })
     ar_ms = np.array([f.ar_ms for f in frames])
     spec_ms = np.array([f.spec_ms for f in frames])
     return {
         "frames": len(frames),
         "relax_bins": list(relax_bins),
-        "steps_differing_fraction": float(np.mean(bins_apart.max(axis=1) > 0)),
+        "steps_differing_fraction": float(np.mean(bins_apart.max(axis=1) > 0)),   # any token differs
+        "steps_moved_fraction": float(np.mean(moved.any(axis=1))),               # the action differs
+        "zero_width_dimensions": [DIM_NAMES[d] for d in range(len(DIM_NAMES)) if width[d] == 0],
+        "range_limit_bins": list(limits),
         "first_difference_rule": {"holds": not violations, "steps_checked": len(firsts), "violations": violations},
         "dimensions": dimensions,
         "acceptance_length": _stats(np.array([f.acceptance_length for f in frames])),
@@ -127,139 +147,6 @@ def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.
             "speedup_p50": float(np.percentile(ar_ms, 50) / np.percentile(spec_ms, 50)),
         },
     }
-
-
-def deviation_buckets(apart: np.ndarray, r_max: int) -> tuple[list[str], list[np.ndarray]]:
-    """|bin difference| grouped for a readable histogram: each value 0..R on its own, then three wider
-    groups beyond R (R = the largest r, at least 1). Returns labels and per-bucket masks over `apart`."""
-    top = max(r_max, 1)
-    labels = [str(v) for v in range(top + 1)]
-    masks = [apart == v for v in range(top + 1)]
-    for low, high in ((top + 1, 4 * top), (4 * top + 1, 16 * top)):
-        labels.append(f"{low}-{high}")
-        masks.append((apart >= low) & (apart <= high))
-    labels.append(f">{16 * top}")
-    masks.append(apart > 16 * top)
-    return labels, masks
-
-
-def plot_deviation(frames: list[FrameResult], summary: dict, path: Path) -> None:
-    """|AR bin - Spec-VLA bin| over all tokens and at the first differing token (where r bounds it), and
-    the fraction of steps each dimension differs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    apart = np.abs(np.array([f.ar_bins for f in frames]) - np.array([f.spec_bins for f in frames]))
-    relax = summary["relax_bins"]
-    first = np.full(apart.shape, -1)
-    for row, frame in enumerate(frames):
-        if frame.first_difference is not None:
-            first[row, frame.first_difference] = apart[row, frame.first_difference]
-    colors = plt.get_cmap("tab10").colors
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 2, 2]})
-    panels = ((axes[0], apart, f"every differing token ({int((apart > 0).sum())} of {apart.size})"),
-              (axes[1], first, "first differing token of each step"))
-    for axis, values, title in panels:
-        labels, masks = deviation_buckets(values, max(relax))
-        labels, masks = labels[1:], masks[1:]  # equal tokens would dwarf everything else
-        bottom = np.zeros(len(labels))
-        for d, name in enumerate(DIM_NAMES):
-            counts = np.array([mask[:, d].sum() for mask in masks])
-            axis.bar(labels, counts, bottom=bottom, color=colors[d], label=name)
-            bottom += counts
-        axis.set_xlabel("|AR bin - Spec-VLA bin|")
-        axis.set_title(title, fontsize=10)
-        axis.tick_params(axis="x", labelsize=7, rotation=45)
-    axes[0].set_ylabel("(step, dimension) pairs")
-    axes[0].legend(fontsize=7, ncol=2)
-    axes[1].set_ylim(0, axes[1].get_ylim()[1] * 1.15)
-    axes[1].axvline(max(max(relax), 1) - 0.5, color="black", ls="--", lw=1)
-    axes[1].text(max(max(relax), 1) - 0.45, axes[1].get_ylim()[1] * 0.9, f" r = {relax}", fontsize=7)
-    axes[1].set_ylabel("steps")
-    fractions = [100.0 * dim["fraction_differing"] for dim in summary["dimensions"]]
-    axes[2].bar(DIM_NAMES, fractions, color=colors[:7])
-    axes[2].set_ylabel("steps where the token differs (%)")
-    axes[2].set_title(f"{100 * summary['steps_differing_fraction']:.0f}% of {summary['frames']} steps differ",
-                      fontsize=10)
-    axes[2].tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_timeline(frames: list[FrameResult], path: Path) -> None:
-    """Latency of both decoders and the acceptance length over the bag, frames that differ marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    index = np.array([f.index for f in frames])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.2), sharex=True)
-    top.plot(index, [f.ar_ms for f in frames], label="autoregressive", color="tab:gray", lw=1)
-    top.plot(index, [f.spec_ms for f in frames], label="Spec-VLA", color="tab:blue", lw=1)
-    top.set_ylabel("decode latency (ms)")
-    top.legend(fontsize=8)
-    bottom.plot(index, [f.acceptance_length for f in frames], color="tab:green", lw=1, label="acceptance length")
-    differing = [f.index for f in frames if f.first_difference is not None]
-    bottom.plot(differing, np.full(len(differing), 1.0), "|", color="tab:red", ms=10,
-                label="action differs from AR")
-    bottom.set_ylabel("tokens per verify step")
-    bottom.set_xlabel("frame")
-    bottom.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def markdown(summary: dict, meta: dict) -> str:
-    """report.md: what was compared, the per-dimension table, the checks and the plots."""
-    latency = summary["latency_ms"]
-    rule = summary["first_difference_rule"]
-    lines = [
-        f"# AR vs Spec-VLA on `{meta['bag']}`", "",
-        f"{summary['frames']} frames from `{meta['camera_topic']}` with tasks from `{meta['task_topic']}`; "
-        f"model `{meta['model']}`, draft `{meta['draft']}`, relax_bins r = {summary['relax_bins']}, "
-        f"device {meta['device']}. Actions are un-normalized and unclamped.", "",
-        "| dimension | r | steps differing | mean \\|Δ\\| bins | max \\|Δ\\| bins | max \\|Δ\\| | 1 bin | "
-        "first differences: count, max \\|Δ\\| bins | bound there (r bins) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for dim in summary["dimensions"]:
-        unit = f" {dim['unit']}" if dim["unit"] else ""
-        lines.append(f"| {dim['name']} | {dim['r']} | {100 * dim['fraction_differing']:.1f}% | {dim['bins_mean']:.2f} "
-                     f"| {dim['bins_max']} | {dim['metric_max']:.4g}{unit} | {dim['bin_width']:.3g}{unit} | "
-                     f"{dim['first_differences']}, {dim['first_difference_bins_max']} | "
-                     f"{dim['first_difference_bound']:.3g}{unit} |")
-    lines += [
-        "",
-        f"- Steps whose action differs from AR in any dimension: **{100 * summary['steps_differing_fraction']:.1f}%**.",
-        f"- Relaxed rule at the first differing token (same prefix, so |Δ| ≤ r): "
-        f"**{'holds' if rule['holds'] else 'VIOLATED'}** in {rule['steps_checked'] - len(rule['violations'])}"
-        f"/{rule['steps_checked']} differing steps.",
-        f"- Acceptance length: mean {summary['acceptance_length']['mean']:.2f} tokens per verify step; "
-        f"{summary['target_forwards_per_action']['speculative']:.2f} target forwards per action (AR: 7).",
-        f"- Latency p50: AR {latency['autoregressive']['p50']:.1f} ms, Spec-VLA {latency['speculative']['p50']:.1f} ms "
-        f"(draft {latency['speculative']['draft_mean']:.1f} + verify {latency['speculative']['verify_mean']:.1f} ms "
-        f"mean); speedup {latency['speedup_p50']:.2f}x at p50, {latency['speedup_mean']:.2f}x on the mean.",
-        "",
-        "![deviation](deviation.png)", "", "![latency and acceptance over the bag](timeline.png)", "",
-    ]
-    return "\n".join(lines)
-
-
-def write_report(out_dir: Path, frames: list[FrameResult], summary: dict, meta: dict) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"meta": meta, "summary": summary,
-              "frames": [{**asdict(f), "first_difference": f.first_difference} for f in frames]}
-    paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "deviation.png", out_dir / "timeline.png"]
-    paths[0].write_text(json.dumps(report, indent=2) + "\n")
-    paths[1].write_text(markdown(summary, meta))
-    plot_deviation(frames, summary, paths[2])
-    plot_timeline(frames, paths[3])
-    return paths
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,6 +167,7 @@ def _torch_threads() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from specvla_ros.bag_compare_report import WorstFrames, headline, write_report
     from specvla_ros.bags import BagError, read_observations
     from specvla_ros.core.config import DecoderConfig, TreeConfig
     from specvla_ros.core.decoder import build_decoder
@@ -291,7 +179,9 @@ def _run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    observations = read_observations(args.bag, args.camera_topic, args.task_topic)  # checks the bag first
+    observations = read_observations(args.bag, args.camera_topic, args.task_topic, task=args.task,
+                                     skip_bad_frames=args.skip_bad_frames)  # checks the bag first
+    print(observations.camera_note, file=sys.stderr)
     if args.model is None:
         from specvla_ros.embedded_model import embedded_model
 
@@ -306,26 +196,36 @@ def _run(args: argparse.Namespace) -> int:
     backbone = load_backbone(args.model, args.device, args.dtype)  # one backbone, shared by both decoders
     autoregressive = build_decoder(backbone, None, DecoderConfig(mode="autoregressive", unnorm_key=args.unnorm_key))
     speculative = build_decoder(backbone, load_draft(args.draft, backbone), spec_config)
+    width = bin_width(speculative)
 
     print(f"decoding {observations.camera_frames} frames of {args.bag} with AR and Spec-VLA r = "
           f"{list(spec_config.relax_bins)} ...", file=sys.stderr)
+    worst = WorstFrames(width)
     frames = compare_frames(observations, autoregressive, speculative, warmup=args.warmup,
-                            max_frames=args.max_frames, log=lambda line: print(line, file=sys.stderr))
+                            max_frames=args.max_frames, log=lambda line: print(line, file=sys.stderr),
+                            on_frame=worst.offer)
+    for bad in observations.bad_frames:
+        print(f"skipped frame {bad.index} (bag time {bad.time_ns} ns): {bad.reason}", file=sys.stderr)
     if not frames:
-        raise BagError(f"{args.bag}: no camera frame on {args.camera_topic} follows a task on {args.task_topic} "
-                       f"({observations.skipped_before_task} frames came before any task)")
-    summary = summarize(frames, spec_config.relax_bins, bin_width(speculative))
-    meta = {"bag": str(args.bag), "camera_topic": args.camera_topic, "task_topic": args.task_topic,
+        raise BagError(f"{args.bag}: no usable camera frame on {observations.camera_topic} with "
+                       f"{observations.task_source} ({observations.skipped_before_task} came before any task, "
+                       f"{len(observations.bad_frames)} could not be read)")
+    summary = summarize(frames, spec_config.relax_bins, width,
+                        bin_count=len(speculative.backbone.action_tokenizer.bin_centers))
+    meta = {"bag": str(args.bag), "camera_topic": observations.camera_topic, "camera_type": observations.camera_type,
+            "task_topic": None if args.task is not None else args.task_topic, "task": args.task,
+            "task_source": observations.task_source,
             "model": str(args.model), "draft": str(args.draft), "device": args.device, "dtype": args.dtype,
             "torch_threads": _torch_threads(),
             "tree": asdict(tree), "frames_before_task": observations.skipped_before_task,
+            "bad_frames": [asdict(b) for b in observations.bad_frames],
             "wall_s": round(time.perf_counter() - started, 2)}
-    paths = write_report(args.out, frames, summary, meta)
+    paths = write_report(args.out, frames, summary, meta, worst.frames(), width)
     latency = summary["latency_ms"]
-    print(f"{len(frames)} frames: {100 * summary['steps_differing_fraction']:.1f}% of steps differ from AR; "
-          f"acceptance length {summary['acceptance_length']['mean']:.2f}; latency p50 AR "
+    print(f"{headline(summary)} Acceptance length {summary['acceptance_length']['mean']:.2f}; latency p50 AR "
           f"{latency['autoregressive']['p50']:.1f} ms vs Spec-VLA {latency['speculative']['p50']:.1f} ms "
           f"({latency['speedup_p50']:.2f}x); first-difference rule "
-          f"{'holds' if summary['first_difference_rule']['holds'] else 'VIOLATED'}")
+          f"{'holds' if summary['first_difference_rule']['holds'] else 'VIOLATED'}"
+          + (f"; {len(observations.bad_frames)} bad frames skipped" if observations.bad_frames else ""))
     print("written: " + ", ".join(str(p) for p in paths))
     return 0

@@ -24,6 +24,13 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
                     episodes_per_task=args.episodes_per_task)
 
 
+def _dds_profile(args: argparse.Namespace, rest: list[str]) -> int:
+    from specvla_ros.ros.dds_profile import export_lines
+
+    print(export_lines())
+    return 0
+
+
 def _lazy(module: str, function: str) -> Callable[[argparse.Namespace, list[str]], int]:
     """A verb that imports `module.function(args)` only when it runs."""
 
@@ -59,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--relax-bins", type=int, default=3, metavar="R",
                       help="relaxed acceptance threshold in bins for all dimensions (default 3; 0 = lossless)")
     demo.set_defaults(run=_demo)
+
+    dds_profile = verbs.add_parser(
+        "dds-profile", help="print the shell lines that give another process the large-image Fast DDS profile",
+        description="Print `export` lines for config/fastdds_large_images.xml (shared memory with a 32 MB "
+                    "segment, UDP on loopback only). Full-size camera frames need it in the process that publishes "
+                    "them: run `eval \"$(specvla dds-profile)\"` in the camera driver's or `ros2 bag play`'s "
+                    "terminal. specvla's own commands apply it themselves when ROS_AUTOMATIC_DISCOVERY_RANGE="
+                    "LOCALHOST (docs/rosbags.md, \"Full-size images\").")
+    dds_profile.set_defaults(run=_dds_profile)
 
     sim_eval = verbs.add_parser(
         "sim-eval", help="success rate of a policy in the simulated tabletop (in process or through ROS)",
@@ -129,11 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_ros_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(our arguments, ROS arguments): everything from `--ros-args` on belongs to ROS (rcl), the rest to us.
+
+    Only the ROS part reaches rclpy.init: rcl reads any `FROM:=TO` it is given as a remap and warns
+    that the syntax is deprecated (`bag-replay --remap a:=b` did).
+    """
+    if "--ros-args" not in argv:
+        return list(argv), []
+    index = argv.index("--ros-args")
+    return list(argv[:index]), list(argv[index:])
+
+
 def main(argv: list[str] | None = None) -> int:
+    from specvla_ros.ros.dds_profile import use_large_image_profile
+
     argv = sys.argv[1:] if argv is None else argv
-    args, rest = build_parser().parse_known_args(argv)
-    if rest and args.verb != "node":
+    use_large_image_profile()  # before any verb creates a DDS participant (see dds_profile.py)
+    if argv[:1] == ["node"]:
+        args, rest = build_parser().parse_known_args(argv)
+        return args.run(args, rest)
+    own, ros_arguments = split_ros_arguments(argv)
+    args, rest = build_parser().parse_known_args(own)
+    if rest:
         build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    args.ros_arguments = ros_arguments
     return args.run(args, rest)
 
 

@@ -8,6 +8,7 @@ from specvla_ros.bags.reader import (
     BagObservations,
     Observation,
     bag_topics,
+    find_camera,
     open_bag,
     read_messages,
     read_observations,
@@ -20,13 +21,14 @@ from specvla_ros.bags.writer import (
     BagWriter,
     TopicQos,
     image_message,
+    remove_bag,
     string_message,
     write_observation_bag,
 )
 
 __all__ = [
-    "BagError", "BagMessage", "BagObservations", "Observation", "bag_topics", "open_bag", "read_messages",
-    "read_observations", "COMPRESSED_IMAGE", "DECODE_STATS", "END_EFFECTOR_DELTA", "IMAGE", "STRING",
-    "default_typestore", "CAMERA_QOS", "STORAGES", "TASK_QOS", "BagWriter", "TopicQos", "image_message",
+    "BagError", "BagMessage", "BagObservations", "Observation", "bag_topics", "find_camera", "open_bag",
+    "read_messages", "read_observations", "COMPRESSED_IMAGE", "DECODE_STATS", "END_EFFECTOR_DELTA", "IMAGE", "STRING",
+    "default_typestore", "CAMERA_QOS", "STORAGES", "TASK_QOS", "BagWriter", "TopicQos", "image_message", "remove_bag",
     "string_message", "write_observation_bag",
 ]

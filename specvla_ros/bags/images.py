@@ -1,8 +1,7 @@
 """Camera messages from bags (rosbags dataclasses) <-> RGB uint8 arrays, without rclpy.
 
-specvla_ros.ros.image_conversion does the same for rclpy messages; this copy exists because the
-bag reader must work where no ROS is installed (training machines, the GPU box). Same encodings,
-same rules.
+Reading follows specvla_ros.image_decoding, the rules the live node uses too (depth refused,
+Bayer and YUV 4:2:2 converted); its errors become BagError here.
 """
 from __future__ import annotations
 
@@ -13,44 +12,26 @@ import numpy as np
 
 from specvla_ros.bags.errors import BagError
 from specvla_ros.bags.types import COMPRESSED_IMAGE, IMAGE
+from specvla_ros.image_decoding import ImageConversionError, raw_to_rgb
+from specvla_ros.image_decoding import compressed_to_rgb as compressed_fields_to_rgb
 
-# encoding -> (channels, OpenCV conversion to RGB or None)
-RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-}
 COMPRESSED_FORMATS = ("jpeg", "png")
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
     """A sensor_msgs/Image (rosbags) as a contiguous (H, W, 3) uint8 RGB array."""
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if msg.height == 0 or msg.width == 0 or data.size == 0:
-        raise BagError(f"empty image ({msg.width}x{msg.height}, {data.size} bytes)")
-    encoding = msg.encoding.lower()
-    if encoding not in RAW_ENCODINGS:
-        raise BagError(f"unsupported image encoding '{msg.encoding}'; supported: {', '.join(RAW_ENCODINGS)} "
-                       "(or record the camera as sensor_msgs/CompressedImage jpeg/png)")
-    channels, conversion = RAW_ENCODINGS[encoding]
-    row_bytes = msg.width * channels
-    if msg.step < row_bytes or data.size != msg.step * msg.height:
-        raise BagError(f"{msg.encoding} image {msg.width}x{msg.height} needs step >= {row_bytes} and step*height "
-                       f"bytes, got step {msg.step} and {data.size} bytes")
-    pixels = data.reshape(msg.height, msg.step)[:, :row_bytes].reshape(msg.height, msg.width, channels)
-    return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)  # own, writable memory
+    try:
+        return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data)
+    except ImageConversionError as error:
+        raise BagError(str(error)) from None
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
     """A sensor_msgs/CompressedImage (jpeg or png) as an (H, W, 3) uint8 RGB array."""
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise BagError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes); "
-                       f"supported: {', '.join(COMPRESSED_FORMATS)}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        return compressed_fields_to_rgb(msg.format, msg.data)
+    except ImageConversionError as error:
+        raise BagError(str(error)) from None
 
 
 def to_rgb(msg: Any, msgtype: str) -> np.ndarray:

@@ -26,6 +26,12 @@ DECODE_STATS = f"{PACKAGE}/msg/DecodeStats"
 STORE = Stores.ROS2_KILTED
 
 
+def normalize_msgtype(msgtype: str) -> str:
+    """'sensor_msgs/Image' (the name early rosbag2, ROS 1 and some tools store) -> 'sensor_msgs/msg/Image'."""
+    package, slash, name = msgtype.partition("/")
+    return f"{package}/msg/{name}" if slash and "/" not in name else msgtype
+
+
 def message_dir() -> Path:
     """Where msg/*.msg live: the source checkout (pip -e, tests) or an installed share/specvla_ros/msg."""
     candidates = [Path(__file__).resolve().parents[2] / "msg"]
@@ -60,7 +66,7 @@ def register_bag_definitions(store: Typestore, connections: list[Connection]) ->
     decoding with another field layout would silently give garbage.
     """
     for connection in connections:
-        msgtype, definition = connection.msgtype, connection.msgdef
+        msgtype, definition = normalize_msgtype(connection.msgtype), connection.msgdef
         if msgtype in store.types:
             digest = connection.digest or ""
             if digest.startswith("RIHS01_") and digest != store.hash_rihs01(msgtype):

@@ -6,6 +6,7 @@ message definition and type hash, custom messages included.
 """
 from __future__ import annotations
 
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,28 @@ class BagWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+BAG_FILE_SUFFIXES = (".db3", ".mcap", ".zstd", ".db3-shm", ".db3-wal", ".db3-journal")
+
+
+def remove_bag(path: str | Path) -> None:
+    """Delete a bag, for --overwrite: a folder holding only metadata.yaml and storage files, or a lone .db3 / .mcap.
+
+    Anything else is refused with a BagError, so a mistyped --out can never delete someone's folder.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix not in (".db3", ".mcap"):
+            raise BagError(f"{path} is not a bag (.db3 or .mcap): refusing to overwrite it; choose another --out")
+        path.unlink()
+        return
+    others = [p.name for p in path.iterdir()
+              if not (p.is_file() and (p.name == "metadata.yaml" or p.name.endswith(BAG_FILE_SUFFIXES)))]
+    if others:
+        raise BagError(f"{path} holds more than a bag ({', '.join(sorted(others)[:5])}): refusing to overwrite it; "
+                       "choose another --out")
+    shutil.rmtree(path)
 
 
 def _header(store: Typestore, stamp_ns: int, frame_id: str) -> Any:

@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from specvla_ros.bag_arguments import DEFAULT_RECORD_TOPICS
-from specvla_ros.bags import BagError, BagWriter, TopicQos
+from specvla_ros.bags import TASK_QOS, BagError, BagWriter, TopicQos, remove_bag, string_message
 from specvla_ros.core.errors import SpecVLAError
 
 RECORD_DEPTH = 100  # a burst of frames must not be dropped by the recorder's own queue
@@ -144,22 +144,35 @@ def run_record(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
+    task, task_topic = args.task, absolute(args.task_topic)
+    if task is not None and (args.sim or not task.strip()):
+        raise BagError("--task takes a non-empty instruction, and not with --sim (its tasks come from --tasks)")
     if args.out.exists():
-        raise BagError(f"{args.out} exists already: choose a new --out (bags are never overwritten)")
+        if not args.overwrite:
+            raise BagError(f"{args.out} exists already: choose a new --out, or --overwrite to replace it")
+        remove_bag(args.out)
+    # With --task, the live task topic is not recorded: the bag's task is the one given.
+    topics = [t for t in args.topics if task is None or absolute(t) != task_topic]
     sim_nodes, known = _sim_nodes(args) if args.sim else (None, None)  # loads the model before anything is created
     writer = BagWriter(args.out, args.storage)
-    rclpy.init()
+    rclpy.init(args=["specvla", *getattr(args, "ros_arguments", [])])
     nodes: list[Node] = []
     started = time.monotonic()
     try:
-        recorder = BagRecorder(writer, args.topics, known)
+        recorder = BagRecorder(writer, topics, known)
         nodes.append(recorder)
+        if task is not None:
+            writer.add_topic(task_topic, "std_msgs/msg/String", TASK_QOS)
+            stamp_ns = recorder.get_clock().now().nanoseconds
+            writer.write(task_topic, stamp_ns, string_message(writer.store, task.strip()))
         if sim_nodes is not None:
             nodes += sim_nodes()  # after the recorder: the bridge publishes its first frame at construction
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
-        print(f"recording {', '.join(args.topics)} into {args.out} ({args.storage}); Ctrl-C to stop", file=sys.stderr)
+        print(f"recording {', '.join(topics)} into {args.out} ({args.storage}); Ctrl-C to stop", file=sys.stderr)
+        if task is not None:
+            print(f"task '{task.strip()}' written to {task_topic} at the start", file=sys.stderr)
         bridge = nodes[-1] if args.sim else None
         while rclpy.ok():
             if args.duration and time.monotonic() - started >= args.duration:
@@ -177,9 +190,11 @@ def _record(args: argparse.Namespace) -> int:
         writer.close()
     print(f"wrote {args.out} in {time.monotonic() - started:.1f} s:")
     capture = nodes[0].capture if nodes else None
-    for topic in map(absolute, args.topics):
+    for topic in map(absolute, topics + ([task_topic] if task is not None else [])):
         note = ""
-        if capture is not None and topic in capture.unsupported:
+        if task is not None and topic == task_topic:
+            note = " (given with --task)"
+        elif capture is not None and topic in capture.unsupported:
             note = f" (not recorded: {capture.unsupported[topic]})"
         elif capture is not None and topic in capture.waiting_for:
             note = " (no publisher seen)"

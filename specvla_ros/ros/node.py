@@ -32,7 +32,9 @@ from specvla_ros.core.errors import ConfigError, SpecVLAError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
+from specvla_ros.ros.dds_profile import current_setup, use_large_image_profile
 from specvla_ros.ros.image_conversion import to_rgb
+from specvla_ros.ros.image_qos import describe_image_qos, image_qos
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
 from specvla_ros.ros.parameters import SPECS, check_update, compile_setting
 from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
@@ -86,11 +88,15 @@ class SpecVLANode(Node):
         self._stats_pub = self.create_publisher(DecodeStats, "~/decode_stats", STATS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+        camera_qos = image_qos(self._param("topics.image_qos"))
         if self._param("topics.compressed_image"):
             self.create_subscription(CompressedImage, self._param("topics.compressed_image"), self._on_image,
-                                     CAMERA_QOS)
+                                     camera_qos)
         else:
-            self.create_subscription(Image, self._param("topics.image"), self._on_image, CAMERA_QOS)
+            self.create_subscription(Image, self._param("topics.image"), self._on_image, camera_qos)
+        # How frames reach this node, for logs and /diagnostics (large frames need one of the two set up).
+        self._transport = {"camera_qos": describe_image_qos(self._param("topics.image_qos")),
+                           "dds_transport": current_setup().describe()}
         self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS)
         if self._param("topics.enable"):
             self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic, TASK_QOS)
@@ -109,6 +115,7 @@ class SpecVLANode(Node):
             f"temporal drafts {'on' if self._decoder_config.temporal.enabled else 'off'}, "
             f"{1.0 / self._control_period_s:g} Hz, dry_run={self._param('dry_run')}, "
             f"enabled={self._gate.enabled}")
+        self.get_logger().info(f"camera QoS {self._transport['camera_qos']}; DDS: {self._transport['dds_transport']}")
 
     # ----- start-up -------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
@@ -332,6 +339,7 @@ class SpecVLANode(Node):
                 total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
             )
             status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
+        status.values += [KeyValue(key=key, value=value) for key, value in self._transport.items()]
         if isinstance(self._worker, ProcessWorker):
             status.values.append(KeyValue(key="decoder_process", value=self._worker.state))
             if not self._worker.alive:  # also when it died between frames, with no request to fail
@@ -355,6 +363,7 @@ CONTROL_SWITCH_INTERVAL_S = 0.0005
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`."""
+    use_large_image_profile()  # before the participant exists (dds_profile.py says when it applies)
     rclpy.init(args=args)
     node: SpecVLANode | None = None
     try:

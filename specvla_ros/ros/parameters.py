@@ -11,6 +11,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
+
 DECODER_MODES = ("speculative", "autoregressive")
 STALE_ACTION_POLICIES = ("zero", "hold")
 DEVICES_HINT = "cpu, cuda, cuda:N"
@@ -129,6 +131,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "
               "(jpeg/png) instead of topics.image.", read_only=True),
+    ParamSpec("topics.image_qos", "sensor_data", "Camera subscription QoS: sensor_data (best effort; connects to "
+              "any camera) or reliable (only reliable cameras; carries full-size frames without the shared-memory "
+              "Fast DDS profile on the camera's side, see docs/rosbags.md).", choices=IMAGE_QOS_CHOICES,
+              read_only=True),
     ParamSpec("topics.task", "/vla/instruction", "Task instruction topic (std_msgs/String).", read_only=True),
     ParamSpec("topics.command", "~/command", "End-effector delta commands (specvla_ros/EndEffectorDelta).",
               read_only=True),

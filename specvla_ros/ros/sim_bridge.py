@@ -28,6 +28,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
+from specvla_ros.ros.dds_profile import use_large_image_profile
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.messages import command_action, time_to_ns
 from specvla_ros.ros.node import TASK_QOS
@@ -182,6 +183,7 @@ class SimBridgeNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `specvla_sim_bridge` / `ros2 run specvla_ros specvla_sim_bridge`."""
+    use_large_image_profile()  # this process writes the camera frames: the profile matters here
     rclpy.init(args=args)
     bridge: SimBridgeNode | None = None
     try:

@@ -107,3 +107,161 @@ def test_bin_width_is_in_the_actions_units(pair) -> None:
     assert width[6] == pytest.approx(2 / 255)  # gripper: not normalized, one bin of [-1, 1]
     masked = np.flatnonzero(stats.mask)
     assert np.allclose(width[masked], (stats.q99 - stats.q01)[masked] / 255)
+
+
+# ----- issue 24: bags without a task, bad frames, what the report says -----------------------------------------
+def _frames_at_random(count: int, seed: int = 0) -> list:
+    """FrameResults as the tool produces them, in bulk, for the plots (decoding 10,000 frames would take minutes)."""
+    from specvla_ros.bag_compare import FrameResult
+
+    rng = np.random.default_rng(seed)
+    ar = rng.integers(0, 255, (count, 7))
+    spec = np.clip(ar + rng.integers(-3, 4, (count, 7)) * (rng.random((count, 7)) < 0.2), 0, 254)
+    return [FrameResult(index=i, stamp_ns=i, instruction="pick", ar_bins=tuple(map(int, ar[i])),
+                        spec_bins=tuple(map(int, spec[i])), ar_action=tuple(ar[i] / 254.0),
+                        spec_action=tuple(spec[i] / 254.0), ar_ms=float(5 + rng.random()),
+                        spec_ms=float(4 + rng.random()), spec_draft_ms=1.0, spec_verify_ms=2.0,
+                        acceptance_length=float(1 + rng.random()), spec_forwards=4) for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 10_000])
+def test_plots_stay_readable_from_one_frame_to_ten_thousand(count) -> None:
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from specvla_ros.bag_compare_report import deviation_figure, timeline_figure
+
+    frames = _frames_at_random(count)
+    width = np.full(7, 1 / 254.0)
+    summary = summarize(frames, (3,) * 7, width)
+    started = time.perf_counter()
+    timeline, deviation = timeline_figure(frames), deviation_figure(frames, summary)
+    assert time.perf_counter() - started < 20
+    try:
+        latency_axis, acceptance_axis = timeline.axes
+        low, high = acceptance_axis.get_xlim()
+        ticks = [t for t in acceptance_axis.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks)  # no frame 0.2, 0.4, ...
+        lines = latency_axis.get_lines()
+        if count == 1:
+            assert all(line.get_marker() == "o" for line in lines)  # a single point is drawn, not an invisible line
+            assert low < 0 < high and high - low <= 2
+        else:
+            assert [line.get_label() for line in lines if "median" in line.get_label()] == [
+                "autoregressive (median of 100 frames)", "Spec-VLA (median of 100 frames)"]
+            assert max(line.get_linewidth() for line in lines if "median" not in line.get_label()) < 0.5
+        for axis in deviation.axes[:2]:  # counts: whole numbers, a visible range even for one frame
+            assert all(float(t).is_integer() for t in axis.get_yticks()) and axis.get_ylim()[1] >= 1
+    finally:
+        plt.close(timeline)
+        plt.close(deviation)
+
+
+def test_worst_frames_are_the_largest_moves_in_dimensions_that_have_width() -> None:
+    from specvla_ros.bag_compare import FrameResult
+    from specvla_ros.bag_compare_report import WorstFrames
+
+    def result(index, moved):
+        ar = (0.0,) * 7
+        return FrameResult(index, index, "pick", (0,) * 7, (0,) * 7, ar, moved, 1.0, 1.0, 0.5, 0.5, 1.0, 7)
+
+    width = np.array([0.1, 0.1, 0.1, 0.0, 0.0, 0.1, 0.01])
+    worst = WorstFrames(width, count=2)
+    image = np.zeros((480, 640, 3), np.uint8)
+    worst.offer(result(0, (0.3, 0, 0, 0, 0, 0, 0)), image)      # 3 bins
+    worst.offer(result(1, (0, 0, 0, 5.0, 5.0, 0, 0)), image)    # moves only zero-width dimensions: nothing
+    worst.offer(result(2, (0, 0, 0, 0, 0, 0, 0.05)), image)     # 5 bins of the gripper
+    worst.offer(result(3, (0.1, 0, 0, 0, 0, 0, 0)), image)      # 1 bin
+    kept = worst.frames()
+    assert [(w.frame.index, round(w.score, 6)) for w in kept] == [(2, 5.0), (0, 3.0)]
+    assert kept[0].thumbnail.shape == (144, 192, 3)
+
+
+@pytest.fixture(scope="module")
+def camera_only_bag(tmp_path_factory):
+    from test.bags import corpus
+
+    return corpus.camera_only(tmp_path_factory.mktemp("camera_only"), count=6)
+
+
+def test_camera_only_bag_with_task_on_the_bundled_model_names_what_matters(camera_only_bag, tmp_path, capsys) -> None:
+    out = tmp_path / "report"
+    assert main(["bag-compare", str(camera_only_bag), "--out", str(out)]) == 1
+    assert "no task topic '/vla/instruction'" in capsys.readouterr().err and not out.exists()
+    code = main(["bag-compare", str(camera_only_bag), "--task", "pick up the red cube", "--relax-bins", "9",
+                 "--threads", "1", "--out", str(out)])  # the bundled tabletop pair
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert "camera: /camera/image_raw (Image, rgb8 40x24, 6 frames) (the only image topic)" in stderr
+    report = json.loads((out / "report.json").read_text())
+    summary, frames = report["summary"], report["frames"]
+    assert report["meta"]["task"] == "pick up the red cube" and report["meta"]["task_topic"] is None
+    assert {f["instruction"] for f in frames} == {"pick up the red cube"}
+    # The bundled model's statistics give roll and pitch zero width: the headline names them, counts actions.
+    assert summary["zero_width_dimensions"] == ["droll", "dpitch"]
+    assert "droll and dpitch have zero width in this model's action statistics" in stdout
+    moved = [any(abs(a - s) > 0 for a, s in zip(f["ar_action"], f["spec_action"], strict=True)) for f in frames]
+    assert summary["steps_moved_fraction"] == pytest.approx(np.mean(moved))
+    assert f"the action differs from AR in {100 * np.mean(moved):.1f}% of steps" in stdout
+    ar_bins = np.array([f["ar_bins"] for f in frames])
+    for d, dim in enumerate(summary["dimensions"]):
+        assert dim["saturation"]["autoregressive"] == pytest.approx(np.mean(np.isin(ar_bins[:, d], (0, 254))))
+        assert dim["fraction_moved"] <= dim["fraction_differing"]
+        if dim["zero_width"]:
+            assert dim["fraction_moved"] == 0.0 and dim["metric_max"] == 0.0
+    markdown = (out / "report.md").read_text()
+    assert "| droll | 9 | 0 (zero width) |" in markdown and "tokens at bin 0 or 254: AR, Spec-VLA" in markdown
+    assert ("worst_frames.png" in markdown) == (out / "worst_frames.png").exists() == any(moved)
+
+
+def test_skip_bad_frames_reports_every_bad_frame_and_carries_on(checkpoints, tmp_path, capsys) -> None:
+    from specvla_ros.bags import IMAGE, STRING, BagWriter, image_message, string_message
+
+    target, draft = checkpoints
+    written = frames(6)
+    with BagWriter(tmp_path / "bag") as writer:
+        writer.add_topic("/vla/instruction", STRING)
+        writer.add_topic("/camera/image_raw", IMAGE)
+        writer.write("/vla/instruction", 1, string_message(writer.store, "pick"))
+        for index, (stamp, image, _) in enumerate(written):
+            message = image_message(writer.store, image, stamp)
+            if index in (2, 4):
+                message = type(message)(header=message.header, height=message.height, width=message.width,
+                                        encoding="rgb8", is_bigendian=0, step=message.step, data=message.data[:10])
+            writer.write("/camera/image_raw", stamp, message)
+    args = ["bag-compare", str(tmp_path / "bag"), "--model", str(target), "--draft", str(draft), "--out",
+            str(tmp_path / "report")]
+    assert main(args) == 1
+    assert "camera frame 2" in (err := capsys.readouterr().err) and "--skip-bad-frames" in err
+    assert main([*args, "--skip-bad-frames"]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "skipped frame 2 (bag time" in stderr and "skipped frame 4 (bag time" in stderr
+    assert "2 bad frames skipped" in stdout
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [f["stamp_ns"] for f in report["frames"]] == [written[i][0] for i in (0, 1, 3, 5)]
+    assert [b["index"] for b in report["meta"]["bad_frames"]] == [2, 4]
+    assert "- 2 frames could not be read and were skipped" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_camera_chosen_named_or_refused(checkpoints, tmp_path, capsys) -> None:
+    from test.bags import corpus
+
+    target, draft = checkpoints
+    model = ["--model", str(target), "--draft", str(draft), "--max-frames", "2"]
+    assert main(["bag-compare", str(corpus.multi_topic(tmp_path)), *model, "--out", str(tmp_path / "a")]) == 0
+    assert "camera: /camera/color/image_raw" in capsys.readouterr().err
+    two = corpus.multi_topic(tmp_path, second_colour_camera=True)
+    assert main(["bag-compare", str(two), *model, "--out", str(tmp_path / "b")]) == 1
+    assert "has 2 colour image topics: name one with --camera-topic" in capsys.readouterr().err
+    assert main(["bag-compare", str(two), "--camera-topic", "/wrist/image_raw/compressed", *model,
+                 "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert main(["bag-compare", str(corpus.depth_only(tmp_path)), *model, "--out", str(tmp_path / "c")]) == 1
+    assert "'16UC1' is not a colour image" in capsys.readouterr().err
+
+
+def test_help_shows_the_relax_bins_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["bag-compare", "--help"])
+    assert "default: 0, exact (lossless)" in " ".join(capsys.readouterr().out.split())

@@ -111,3 +111,40 @@ def test_cli_task_list_matches_the_simulator() -> None:
     from specvla_ros.sim.tasks import TASKS
 
     assert tuple(SIM_TASKS) == tuple(TASKS)
+
+
+def test_recording_a_camera_with_the_task_given_makes_a_bag_the_tools_use(tmp_path, capsys) -> None:
+    """`ros2 bag record` of a camera has no task; `bag-record --task` writes it in, latched, at the start."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "camera_bag"
+    camera = subprocess.Popen([sys.executable, "-m", "test.ros.camera_process", "--width", "640", "--height", "480",
+                               "--frames", "15"], cwd=Path(__file__).resolve().parents[2],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        code = main(["bag-record", "--out", str(out), "--topics", "/camera/image_raw", "/vla/instruction",
+                     "--task", "pick up the red cube", "--duration", "6", "--storage", "mcap"])
+        sent, _ = camera.communicate(timeout=30)
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "/vla/instruction: 1 messages (given with --task)" in printed.out
+    stamps = [o.stamp_ns for o in read_observations(out)]  # no task= needed: the bag holds it
+    assert stamps and set(stamps) <= set(json.loads(sent)["stamps"])
+    assert {o.instruction for o in read_observations(out)} == {"pick up the red cube"}
+    assert len(stamps) >= 12  # 640x480 frames crossed from the camera's process (the shared-memory profile)
+    metadata = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    task_qos = [yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])[0]
+                for t in metadata["topics_with_message_count"] if t["topic_metadata"]["name"] == "/vla/instruction"]
+    assert task_qos[0]["durability"] == 1  # transient local: `ros2 bag play` re-latches it
+    assert main(["bag-record", "--out", str(out), "--duration", "0.2"]) == 1
+    assert "exists already: choose a new --out, or --overwrite" in capsys.readouterr().err
+    assert main(["bag-record", "--out", str(out), "--duration", "0.2", "--overwrite", "--topics", "/nothing"]) == 0
+    assert bag_topics(out) == {}
+    assert main(["bag-record", "--sim", "--task", "pick", "--out", str(tmp_path / "x")]) == 1
+    assert "not with --sim" in capsys.readouterr().err
