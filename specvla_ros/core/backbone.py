@@ -147,15 +147,24 @@ class LlamaLanguageModel:
         hidden = self.stack.layers_forward(self.embed(token_ids), positions, cos, sin, slots, visible, keys, values)
         return self.logits(hidden), hidden
 
+    def prefix_embeds(self, prompt_ids: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """OpenVLA's sequence, [BOS][image patches][prompt]: prompt_ids = BOS + prompt token ids,
+        patches (P, H) projected patch embeddings -> the language model's input embeddings."""
+        text = self.embed(prompt_ids)
+        return torch.cat([text[:1], patches, text[1:]])
+
+    def cache_for(self, entries: int, cache: StaticKVCache | None) -> StaticKVCache:
+        """`cache` when it has room for `entries`, else a new one (rounded up to CACHE_GRANULE)."""
+        if cache is None or cache.capacity < entries:
+            cache = self.new_cache(cache_capacity(entries))
+        return cache
+
     def prefill(self, prompt_ids: torch.Tensor, patches: torch.Tensor, cache: StaticKVCache | None,
                 reserve: int) -> PrefillOutput:
-        """OpenVLA's sequence, [BOS][image patches][prompt]: prompt_ids = BOS + prompt token ids,
-        patches (P, H) projected patch embeddings."""
-        text = self.embed(prompt_ids)
-        embeds = torch.cat([text[:1], patches, text[1:]])
+        """Read the prompt into `cache` (or a new one with room for `reserve` more entries)."""
+        embeds = self.prefix_embeds(prompt_ids, patches)
         count = embeds.shape[0]
-        if cache is None or cache.capacity < count + reserve:
-            cache = self.new_cache(cache_capacity(count + reserve))
+        cache = self.cache_for(count + reserve, cache)
         cos, sin = self.stack.rotary_tables(embeds)
         hidden, logits_last = self._prefill(embeds, cos, sin, cache.keys, cache.values)
         cache.length = count

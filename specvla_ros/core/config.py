@@ -111,6 +111,8 @@ class DecoderConfig:
     temporal: extra draft branches from the robot's recent actions (speculative mode only; off by default).
     action_tokens_only: the target's greedy choice is taken among the action tokens only (constrained
     greedy), so a text or padding id can never be emitted; r = 0 then equals constrained AR.
+    prefill_drafts: the temporal guesses (known before the frame) are appended to the prompt and
+    verified inside the prefill forward: a guess accepted in full costs one target forward.
     """
 
     mode: DecoderMode = "speculative"
@@ -119,6 +121,7 @@ class DecoderConfig:
     unnorm_key: str | None = None
     temporal: TemporalDraftConfig = field(default_factory=TemporalDraftConfig)
     action_tokens_only: bool = False
+    prefill_drafts: bool = False
 
     @property
     def uses_draft_head(self) -> bool:

@@ -13,7 +13,7 @@ bonus, in one read). Everything else stays on the device, so on a GPU the host n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,7 +28,15 @@ from specvla_ros.core.errors import ConfigError
 from specvla_ros.core.static_llama import StaticKVCache
 from specvla_ros.core.stopwatch import Stopwatch
 from specvla_ros.core.temporal_draft import TemporalHistory
-from specvla_ros.core.verify import READ_BONUS, READ_FINITE, READ_PATH, READ_PATH_LENGTH, READ_ROOT, TreeVerifier
+from specvla_ros.core.verify import (
+    READ_BONUS,
+    READ_FINITE,
+    READ_PATH,
+    READ_PATH_LENGTH,
+    READ_ROOT,
+    PrefillVerifier,
+    TreeVerifier,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class DecodeStats:
     non_action_tokens: emitted tokens outside the action range (a text or padding id decodes to a
     range-limit bin: an action holding one must not move a robot). nonfinite_logits: some target
     logits this decode read were NaN or infinite (a broken checkpoint): its tokens mean nothing.
+    prefill_accepted: guessed tokens accepted inside the prefill forward (decoder.prefill_drafts);
+    the prefill is then not counted in accepted_per_step, which holds the steps after it.
     """
 
     mode: str
@@ -58,6 +68,7 @@ class DecodeStats:
     temporal_candidates: int = 0
     non_action_tokens: int = 0
     nonfinite_logits: bool = False
+    prefill_accepted: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,8 @@ class _DecoderBase:
         self.reset()
 
     def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
-                finite: bool, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0) -> ActionResult:
+                finite: bool, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0,
+                prefill_accepted: int = 0) -> ActionResult:
         tokenizer = self.backbone.action_tokenizer
         token_array = np.asarray(tokens[:N_ACTION_DIMS])
         normalized = tokenizer.decode(token_array)
@@ -165,6 +177,7 @@ class _DecoderBase:
             temporal_candidates=temporal_candidates,
             non_action_tokens=sum(not tokenizer.is_action_token(int(t)) for t in token_array),
             nonfinite_logits=not finite,
+            prefill_accepted=prefill_accepted,
         )
         return ActionResult(action=self.norm_stats.unnormalize(normalized), normalized=normalized,
                             token_ids=tuple(int(t) for t in token_array),
@@ -196,6 +209,29 @@ class AutoregressiveDecoder(_DecoderBase):
         return self._result(host[:N_ACTION_DIMS], watch, forwards=N_ACTION_DIMS, accepted=(), finite=bool(host[-1]))
 
 
+@dataclass
+class _Progress:
+    """A speculative decode in flight: the root (device) and where it sits, what is decided (host),
+    and the draft head's next catch-up pairs (device)."""
+
+    cache: StaticKVCache
+    root: torch.Tensor
+    root_position: int
+    finite_prefill: torch.Tensor
+    emitted: int = 1            # action tokens decided, the root included
+    finite: bool = True
+    prefill_accepted: int = 0   # guessed tokens accepted inside the prefill (decoder.prefill_drafts)
+    forwards: int = 1
+    tokens: list[int] = field(default_factory=list)
+    accepted_per_step: list[int] = field(default_factory=list)
+    path_sources: list[int] = field(default_factory=list)
+    pair_embeds: torch.Tensor | None = None
+    pair_features: torch.Tensor | None = None
+    pair_count: int = 0
+    pair_position: int = 0
+    draft_length: int = 0       # pairs committed in the draft head's cache
+
+
 class SpeculativeDecoder(_DecoderBase):
     """Spec-VLA: EAGLE-2 draft tree (+ temporal branches) + one verifying forward per step + relaxed acceptance.
 
@@ -214,6 +250,8 @@ class SpeculativeDecoder(_DecoderBase):
                          if config.temporal.enabled else None)
         chains = len(config.temporal.proposals) if self.temporal is not None else 0
         self.layout = TreeLayout.of(config.tree, backbone.action_tokenizer, self.draft_head is not None, chains)
+        # Guesses verified inside the prefill: one slot per guess, when there are guesses to make.
+        self._prefill_slots = chains if config.prefill_drafts else 0
         self._relax = torch.tensor(config.relax_bins, device=backbone.device)
         self._draft_cache: StaticKVCache | None = None
         self.compile("off")
@@ -221,9 +259,13 @@ class SpeculativeDecoder(_DecoderBase):
     def compile(self, mode: CompileMode) -> None:
         super().compile(mode)
         device_type = self.backbone.device.type
-        verifier = TreeVerifier(self.backbone.language, self.layout, self.backbone.action_tokenizer, self._relax,
-                                self.greedy)
+        language, tokenizer = self.backbone.language, self.backbone.action_tokenizer
+        verifier = TreeVerifier(language, self.layout.max_depth, tokenizer, self._relax, self.greedy)
         self._verify = CompiledFunction(verifier.__call__, mode, device_type)
+        self._prefill_verify = None
+        if self._prefill_slots:
+            prefill = PrefillVerifier(language, N_ACTION_DIMS - 1, tokenizer, self._relax, self.greedy)
+            self._prefill_verify = CompiledFunction(prefill.__call__, mode, device_type)
         self._draft = None
         if self.draft_head is not None:
             drafter = TreeDrafter(self.draft_head, self.layout, self.config.tree, self.backbone.action_tokenizer)
@@ -250,8 +292,9 @@ class SpeculativeDecoder(_DecoderBase):
         return result
 
     def _draft_cache_for(self, prefix_len: int) -> StaticKVCache:
-        # Catch-up pairs (the prefix first, later padded to max_depth + 1) and one tree's rows.
-        needed = prefix_len + N_ACTION_DIMS + max(prefix_len, self.layout.max_depth + 1) + self.layout.draft_rows
+        # Catch-up pairs (the prefix and up to 7 more first, later padded to max_depth + 1) and one tree's rows.
+        needed = prefix_len + N_ACTION_DIMS + max(prefix_len + N_ACTION_DIMS, self.layout.max_depth + 1) \
+            + self.layout.draft_rows
         if self._draft_cache is None or self._draft_cache.capacity < needed:
             self._draft_cache = self.draft_head.stack.new_cache(cache_capacity(needed), self.backbone.device,
                                                                 self.backbone.dtype)
@@ -259,88 +302,136 @@ class SpeculativeDecoder(_DecoderBase):
 
     def _decode(self, image: np.ndarray, instruction: str, candidates: list[tuple[int, ...]],
                 trace: list[StepTrace] | None) -> ActionResult:
-        model, head, layout = self.backbone, self.draft_head, self.layout
-        device = model.device
-        watch = Stopwatch(device)
+        watch = Stopwatch(self.backbone.device)
         with watch.phase("prefill"):
-            prefill = self._prefill(image, instruction, reserve=N_ACTION_DIMS + layout.nodes + 1)
-            root = self.greedy(prefill.logits_last)
-        cache = prefill.cache
-        cos, sin = model.language.stack.rotary_tables(cache.keys)
-        if head is not None:
-            draft_cache = self._draft_cache_for(prefill.prefix_len)
-            draft_cos, draft_sin = head.stack.rotary_tables(draft_cache.keys)
-            # Catch-up pairs: (target feature i, input embedding i + 1), the root's pair last.
-            pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(root.view(1))])
-            pair_features = prefill.hidden
-            pair_count, pair_position, draft_length = prefill.prefix_len, 0, 0
-        finite_prefill = torch.isfinite(prefill.logits_last).all()
-        tokens: list[int] = []  # on the host, from each step's single read
-        accepted_per_step: list[int] = []
-        path_sources: list[int] = []
-        emitted, forwards, finite = 1, 1, True
-        root_position = cache.length
-
-        while emitted < N_ACTION_DIMS:
+            if self._prefill_verify is not None and candidates:
+                progress = self._fused_prefill(image, instruction, candidates)
+            else:
+                progress = self._plain_prefill(image, instruction)
+        while progress.emitted < N_ACTION_DIMS:
             # The bonus token supplies the last missing token, so no node deeper than one less is
             # verified; with one token missing the root is verified alone.
-            max_depth = N_ACTION_DIMS - emitted - 1
+            max_depth = N_ACTION_DIMS - progress.emitted - 1
             if max_depth == 0:
                 with watch.phase("verify"):
-                    logits = self._one_step(cache, root, torch.tensor(root_position, device=device))
-                    bonus = self.greedy(logits)
-                    finite_now = torch.isfinite(logits).all() & finite_prefill
-                    read = torch.stack([root, bonus, finite_now.long()]).tolist()
-                cache.length += 1
-                forwards += 1
-                tokens += [read[0]] if not tokens else []
-                tokens.append(read[1])
-                finite = finite and bool(read[2])
-                accepted_per_step.append(0)
-                path_sources.append(0)
-                if trace is not None:
-                    trace.append(StepTrace(read[0], DraftTree.empty_head(device), bonus.view(1),
-                                           torch.zeros(0, dtype=torch.bool, device=device), [], read[1], 0))
-                break
-            counts = torch.tensor([root_position, emitted, max_depth, pair_count if head else 0,
-                                   pair_position if head else 0, draft_length if head else 0], device=device)
-            with watch.phase("draft"):
-                tree = DraftTree.empty_head(device)
-                if head is not None:
-                    tree = DraftTree(*self._draft(pair_embeds, pair_features, counts[3], counts[4], counts[5],
-                                                  counts[2], draft_cos, draft_sin, draft_cache.keys,
-                                                  draft_cache.values))
-                if layout.chains:
-                    guesses = [list(guess[emitted:emitted + max_depth]) for guess in candidates]
-                    tree = cat_trees(tree, chain_nodes(guesses, layout.chains, device))
-            with watch.phase("verify"):
-                (read_tensor, bonus, next_embeds, next_features, target_tokens,
-                 accepted) = self._verify(root, tree.tokens, tree.parents, tree.depths, tree.valid, counts[0],
-                                          counts[1], finite_prefill, cos, sin, cache.keys, cache.values)
-                read = read_tensor.tolist()  # the step's one host read
-            forwards += 1
-            path_length = read[READ_PATH_LENGTH]
-            path_tokens = read[READ_PATH:READ_PATH + path_length]
-            path_nodes = read[READ_PATH + layout.max_depth:READ_PATH + layout.max_depth + path_length]
-            cache.length = root_position + path_length + 1
-            if not tokens:
-                tokens.append(read[READ_ROOT])
-            tokens += path_tokens + [read[READ_BONUS]]
-            finite = finite and bool(read[READ_FINITE])
-            accepted_per_step.append(path_length)
-            path_sources.append(self._path_source(path_nodes, path_tokens, candidates, emitted))
-            if trace is not None:
-                trace.append(StepTrace(read[READ_ROOT], tree, target_tokens, accepted, path_nodes, read[READ_BONUS],
-                                       max_depth))
-            if head is not None:
-                draft_length += pair_count
-                pair_embeds, pair_features = next_embeds, next_features
-                pair_count, pair_position = path_length + 1, root_position
-            root, root_position = bonus, root_position + path_length + 1
-            emitted += path_length + 1
+                    self._verify_root_alone(progress, trace)
+            else:
+                self._step(progress, max_depth, candidates, watch, trace)
+        return self._result(progress.tokens, watch, forwards=progress.forwards,
+                            accepted=tuple(progress.accepted_per_step), finite=progress.finite,
+                            path_sources=tuple(progress.path_sources), temporal_candidates=len(candidates),
+                            prefill_accepted=progress.prefill_accepted)
 
-        return self._result(tokens, watch, forwards=forwards, accepted=tuple(accepted_per_step), finite=finite,
-                            path_sources=tuple(path_sources), temporal_candidates=len(candidates))
+    def _plain_prefill(self, image: np.ndarray, instruction: str) -> _Progress:
+        """Prefill; the target's first token is the first root."""
+        model = self.backbone
+        prefill = self._prefill(image, instruction, reserve=N_ACTION_DIMS + self.layout.nodes + 1)
+        root = self.greedy(prefill.logits_last)
+        progress = _Progress(cache=prefill.cache, root=root, root_position=prefill.prefix_len,
+                             finite_prefill=torch.isfinite(prefill.logits_last).all())
+        if self.draft_head is not None:
+            # Catch-up pairs: (target feature i, input embedding i + 1), the root's pair last.
+            progress.pair_embeds = torch.cat([prefill.next_embeds, model.embed_tokens(root.view(1))])
+            progress.pair_features = prefill.hidden
+            progress.pair_count = prefill.prefix_len
+            self._draft_cache_for(prefill.prefix_len)
+        return progress
+
+    def _fused_prefill(self, image: np.ndarray, instruction: str, candidates: list[tuple[int, ...]]) -> _Progress:
+        """Prefill with the guesses appended and verified in the same forward (decoder.prefill_drafts)."""
+        model, language = self.backbone, self.backbone.language
+        device = model.device
+        prompt_ids, patches = model.prompt_and_patches(image, instruction)
+        prefix = language.prefix_embeds(prompt_ids, patches)
+        count = prefix.shape[0]
+        appended = self._prefill_slots * (N_ACTION_DIMS - 1)
+        cache = self._target_cache = language.cache_for(
+            count + max(appended, N_ACTION_DIMS + self.layout.nodes) + 1, self._target_cache)
+        guesses = chain_nodes([list(guess[:N_ACTION_DIMS - 1]) for guess in candidates], self._prefill_slots, device,
+                              length=N_ACTION_DIMS - 1)
+        cos, sin = language.stack.rotary_tables(cache.keys)
+        (read_tensor, bonus, pair_embeds, pair_features, _, _,
+         prompt_hidden) = self._prefill_verify(prefix, guesses.tokens, guesses.parents, guesses.depths, guesses.valid,
+                                               cos, sin, cache.keys, cache.values)
+        read = read_tensor.tolist()  # the prefill's one host read
+        path_length = read[READ_PATH_LENGTH]
+        progress = _Progress(cache=cache, root=bonus, root_position=count + path_length,
+                             finite_prefill=torch.ones((), dtype=torch.bool, device=device),
+                             emitted=path_length + 1, finite=bool(read[READ_FINITE]), prefill_accepted=path_length)
+        progress.tokens = read[READ_PATH:READ_PATH + path_length] + [read[READ_BONUS]]
+        cache.length = count + path_length
+        if self.draft_head is not None:
+            # The prompt's pairs, then the root's and the accepted path's, all from this one forward.
+            progress.pair_embeds = torch.cat([prefix[1:], pair_embeds])
+            progress.pair_features = torch.cat([prompt_hidden[:-1], pair_features])
+            progress.pair_count = count + path_length
+            self._draft_cache_for(count)
+        return progress
+
+    def _verify_root_alone(self, progress: _Progress, trace: list[StepTrace] | None) -> None:
+        """The last token: one target step on the root gives it (no tree can save a forward here)."""
+        device = self.backbone.device
+        logits = self._one_step(progress.cache, progress.root, torch.tensor(progress.root_position, device=device))
+        bonus = self.greedy(logits)
+        finite = torch.isfinite(logits).all() & progress.finite_prefill
+        read = torch.stack([progress.root, bonus, finite.long()]).tolist()
+        progress.cache.length += 1
+        progress.forwards += 1
+        if not progress.tokens:
+            progress.tokens.append(read[0])
+        progress.tokens.append(read[1])
+        progress.finite = progress.finite and bool(read[2])
+        progress.emitted += 1
+        progress.accepted_per_step.append(0)
+        progress.path_sources.append(0)
+        if trace is not None:
+            trace.append(StepTrace(read[0], DraftTree.empty_head(device), bonus.view(1),
+                                   torch.zeros(0, dtype=torch.bool, device=device), [], read[1], 0))
+
+    def _step(self, progress: _Progress, max_depth: int, candidates: list[tuple[int, ...]], watch: Stopwatch,
+              trace: list[StepTrace] | None) -> None:
+        """One speculative step: draft a tree below the root, verify it, commit the accepted path."""
+        layout, head, device = self.layout, self.draft_head, self.backbone.device
+        cache, emitted = progress.cache, progress.emitted
+        counts = torch.tensor([progress.root_position, emitted, max_depth, progress.pair_count,
+                               progress.pair_position, progress.draft_length], device=device)
+        with watch.phase("draft"):
+            tree = DraftTree.empty_head(device)
+            if head is not None:
+                draft_cache = self._draft_cache
+                draft_cos, draft_sin = head.stack.rotary_tables(draft_cache.keys)
+                tree = DraftTree(*self._draft(progress.pair_embeds, progress.pair_features, counts[3], counts[4],
+                                              counts[5], counts[2], draft_cos, draft_sin, draft_cache.keys,
+                                              draft_cache.values))
+            if layout.chains:
+                guesses = [list(guess[emitted:emitted + max_depth]) for guess in candidates]
+                tree = cat_trees(tree, chain_nodes(guesses, layout.chains, device))
+        with watch.phase("verify"):
+            cos, sin = self.backbone.language.stack.rotary_tables(cache.keys)
+            (read_tensor, bonus, next_embeds, next_features, target_tokens,
+             accepted) = self._verify(progress.root, tree.tokens, tree.parents, tree.depths, tree.valid, counts[0],
+                                      counts[1], progress.finite_prefill, cos, sin, cache.keys, cache.values)
+            read = read_tensor.tolist()  # the step's one host read
+        path_length = read[READ_PATH_LENGTH]
+        path_tokens = read[READ_PATH:READ_PATH + path_length]
+        path_nodes = read[READ_PATH + layout.max_depth:READ_PATH + layout.max_depth + path_length]
+        cache.length = progress.root_position + path_length + 1
+        if not progress.tokens:
+            progress.tokens.append(read[READ_ROOT])
+        progress.tokens += path_tokens + [read[READ_BONUS]]
+        progress.finite = progress.finite and bool(read[READ_FINITE])
+        progress.forwards += 1
+        progress.accepted_per_step.append(path_length)
+        progress.path_sources.append(self._path_source(path_nodes, path_tokens, candidates, emitted))
+        if trace is not None:
+            trace.append(StepTrace(read[READ_ROOT], tree, target_tokens, accepted, path_nodes, read[READ_BONUS],
+                                   max_depth))
+        if head is not None:
+            progress.draft_length += progress.pair_count
+            progress.pair_embeds, progress.pair_features = next_embeds, next_features
+            progress.pair_count, progress.pair_position = path_length + 1, progress.root_position
+        progress.root, progress.root_position = bonus, progress.root_position + path_length + 1
+        progress.emitted += path_length + 1
 
     def _path_source(self, path_nodes: list[int], path_tokens: list[int], candidates: list[tuple[int, ...]],
                      emitted: int) -> int:

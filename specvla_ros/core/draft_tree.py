@@ -114,14 +114,14 @@ def cat_trees(first: DraftTree, second: DraftTree) -> DraftTree:
                      depths=torch.cat([first.depths, second.depths]), valid=torch.cat([first.valid, second.valid]))
 
 
-def chain_nodes(chains: list[list[int]], slots: int, device: torch.device) -> DraftTree:
-    """Guessed chains as tree nodes, one CHAIN_LENGTH slot each (`slots` of them); unused places
+def chain_nodes(chains: list[list[int]], slots: int, device: torch.device, length: int = CHAIN_LENGTH) -> DraftTree:
+    """Guessed chains as tree nodes, one slot of `length` nodes each (`slots` of them); unused places
     are invalid. Built on the host from host-side guesses: one copy to the device."""
-    size = slots * CHAIN_LENGTH
+    size = slots * length
     tokens, parents, depths, valid = [0] * size, [-1] * size, [1] * size, [False] * size
     for slot, chain in enumerate(chains[:slots]):
-        base = slot * CHAIN_LENGTH
-        for depth, token in enumerate(chain[:CHAIN_LENGTH], start=1):
+        base = slot * length
+        for depth, token in enumerate(chain[:length], start=1):
             node = base + depth - 1
             tokens[node], depths[node], valid[node] = int(token), depth, True
             parents[node] = node - 1 if depth > 1 else -1

@@ -99,8 +99,12 @@ class LlamaStack:
 
     def new_cache(self, capacity: int, device: torch.device, dtype: torch.dtype) -> StaticKVCache:
         shape = (len(self.layers), self.num_kv_heads, capacity, self.head_dim)
-        return StaticKVCache(torch.zeros(shape, device=device, dtype=dtype),
-                             torch.zeros(shape, device=device, dtype=dtype))
+        cache = StaticKVCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        # The step functions write into these in place: CUDA graphs replay such writes only on tensors
+        # that keep one address for good (reduce-overhead would otherwise skip the graphs).
+        torch._dynamo.mark_static_address(cache.keys)
+        torch._dynamo.mark_static_address(cache.values)
+        return cache
 
     def rotary_tables(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos / sin for every position (max_position_embeddings rows), from the HF rotary module

@@ -21,12 +21,12 @@ READ_ROOT, READ_BONUS, READ_FINITE, READ_PATH_LENGTH, READ_PATH = 0, 1, 2, 3, 4
 
 
 class TreeVerifier:
-    """Verify, accept and commit one tree of `layout`'s shape."""
+    """Verify, accept and commit one tree of fixed shape after the committed cache entries."""
 
-    def __init__(self, language: LlamaLanguageModel, layout: TreeLayout, tokenizer: ActionTokenizer,
+    def __init__(self, language: LlamaLanguageModel, max_depth: int, tokenizer: ActionTokenizer,
                  relax_bins: torch.Tensor, greedy) -> None:
         self.language = language
-        self.layout = layout
+        self.max_depth = max_depth
         self.tokenizer = tokenizer
         self.relax_bins = relax_bins
         self.greedy = greedy
@@ -45,16 +45,24 @@ class TreeVerifier:
         the following token's embedding; real for the first path length + 1 rows); the target's
         token at every row and the accepted mask, for traces.
         """
-        depth = self.layout.max_depth
-        device = tokens.device
         tree = DraftTree(tokens=tokens, parents=parents, depths=depths, valid=valid)
         ids = torch.cat([root.view(1), tokens])
-        logits, hidden = self.language.step_math(ids, length + tree.position_offsets(), tree.attention_mask(depth),
-                                                 length, cos, sin, keys, values)
+        logits, hidden = self.language.step_math(ids, length + tree.position_offsets(),
+                                                 tree.attention_mask(self.max_depth), length, cos, sin, keys, values)
+        return self.decide(ids, logits, hidden, tree, length, emitted, finite_before, keys, values)
+
+    def decide(self, ids: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor, tree: DraftTree,
+               length: torch.Tensor, emitted: torch.Tensor, finite_before: torch.Tensor, keys: torch.Tensor,
+               values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Everything after the forward: ids, logits and hidden have a row for the root (row 0, at cache
+        slot `length`) and one per node (slots length + 1 ...)."""
+        depth = self.max_depth
+        device = ids.device
         target = self.greedy(logits)
-        dims = (emitted - 1 + depths).clamp(max=N_ACTION_DIMS - 1)
-        accepted = accept_relaxed(tokens, target[tree.parent_rows()], self.relax_bins[dims], self.tokenizer) & valid
-        chain = deepest_accepted_chain(parents, depths, accepted, depth)  # deepest node first, -1 padded
+        dims = (emitted - 1 + tree.depths).clamp(max=N_ACTION_DIMS - 1)
+        accepted = accept_relaxed(tree.tokens, target[tree.parent_rows()], self.relax_bins[dims],
+                                  self.tokenizer) & tree.valid
+        chain = deepest_accepted_chain(tree.parents, tree.depths, accepted, depth)  # deepest first, -1 padded
         bonus = target.index_select(0, chain[:1] + 1)[0]  # row 0, the root, when nothing was accepted
 
         # The path root's child first: reverse the chain's real entries into the front.
@@ -62,8 +70,8 @@ class TreeVerifier:
         path_length = (chain >= 0).sum()
         path = torch.where(places < path_length, chain[(path_length - 1 - places).clamp(min=0)], -1)
         rows = torch.cat([torch.zeros_like(path[:1]), torch.where(path >= 0, path + 1, 0)])  # root, then path
-        # Commit: the path's entries move right after the committed ones (past the path: garbage that
-        # the next step overwrites; the host sets the cache length).
+        # Commit: the path's entries move right after the root's (past the path: garbage that the next
+        # step overwrites; the host sets the cache length).
         slots = length + torch.arange(depth + 1, device=device)
         keys.index_copy_(2, slots, keys.index_select(2, length + rows))
         values.index_copy_(2, slots, values.index_select(2, length + rows))
@@ -72,5 +80,42 @@ class TreeVerifier:
         following = torch.where(torch.cat([places, places[-1:] + 1]) < path_length,
                                 ids[torch.cat([rows[1:], rows[:1]])], bonus)
         finite = torch.isfinite(logits).all() & finite_before
-        read = torch.cat([root.view(1), bonus.view(1), finite.long().view(1), path_length.view(1), path_tokens, path])
+        read = torch.cat([ids[:1], bonus.view(1), finite.long().view(1), path_length.view(1), path_tokens, path])
         return read, bonus, self.language.embed(following), hidden[rows], target, accepted
+
+
+class PrefillVerifier(TreeVerifier):
+    """Guesses known before the frame, verified inside the prefill forward itself (decoder.prefill_drafts).
+
+    The guessed chains are appended after the prompt: each node sees the whole prompt, its
+    ancestors and itself; positions continue from the prompt. The prompt's last position plays the
+    root (its logits check the first guessed token, and its own id is not part of the action). A
+    guess accepted to depth 6 gives the whole action, bonus included, in this one forward.
+    """
+
+    def __call__(self, prefix: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
+                 valid: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                 values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """prefix (P, H): the prompt's input embeddings. Returns TreeVerifier's outputs (read[READ_ROOT]
+        is meaningless here) and then the prompt's hidden states (P, H)."""
+        tree = DraftTree(tokens=tokens, parents=parents, depths=depths, valid=valid)
+        count, nodes = prefix.shape[0], tokens.shape[0]
+        device = prefix.device
+        columns = torch.arange(keys.shape[2], device=device)
+        prompt_rows = torch.arange(count, device=device)
+        # Node rows see the prompt before the root, then [root, nodes] as the tree mask says.
+        node_view = tree.attention_mask(self.max_depth)[1:]
+        relative = columns - (count - 1)
+        in_tree = (relative >= 0) & (relative <= nodes)
+        node_visible = (columns < count - 1)[None, :] | (node_view[:, relative.clamp(0, nodes)] & in_tree[None, :])
+        visible = torch.cat([columns[None, :] <= prompt_rows[:, None], node_visible])
+        positions = torch.cat([prompt_rows, count - 1 + tree.depths])
+        embeds = torch.cat([prefix, self.language.embed(tokens)])
+        hidden = self.language.stack.layers_forward(embeds, positions, cos, sin, torch.arange(count + nodes, device=device),
+                                                    visible, keys, values)
+        tail = hidden[count - 1:]  # the root's row, then the nodes'
+        root_id = torch.zeros(1, dtype=tokens.dtype, device=device)  # not a token of the action
+        length = prompt_rows[-1]
+        outputs = self.decide(torch.cat([root_id, tokens]), self.language.logits(tail), tail, tree, length,
+                              torch.zeros_like(length), torch.ones((), dtype=torch.bool, device=device), keys, values)
+        return (*outputs, hidden[:count])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import inspect
+
 from transformers import DynamicCache
+from transformers.models.llama.modeling_llama import LlamaModel
 
 from specvla_ros.core.backbone import causal_mask
 from specvla_ros.core.config import TinyVLAConfig
@@ -15,6 +18,8 @@ from specvla_ros.embedded_model import BUNDLED
 from test.models import SMALL, make_pair, observations
 
 TOLERANCE = 1e-5
+# transformers 5.24 calls the cache argument `cache`; older 5.x (the GPU machine's 5.17) `past_key_values`.
+CACHE = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 GQA = TinyVLAConfig(image_size=32, patch_size=16, vision_dim=32, hidden_size=48, intermediate_size=96,
                     num_layers=3, num_heads=6, num_kv_heads=2, vocab_size=600)
 
@@ -35,7 +40,7 @@ def _hf_prefill(target, image, text):
     ours = target.prefill(image, text)
     embeds = torch.cat([ours.next_embeds[:0], _embeds(target, ours)])
     cache = DynamicCache()
-    hidden = _causal_lm(target).model(inputs_embeds=embeds[None], cache=cache, use_cache=True).last_hidden_state[0]
+    hidden = _causal_lm(target).model(inputs_embeds=embeds[None], use_cache=True, **{CACHE: cache}).last_hidden_state[0]
     return ours, cache, hidden
 
 
@@ -63,7 +68,7 @@ def test_prefill_and_tree_forward_logits_equal_hf(name, request) -> None:
         mask = torch.zeros(4, ours.prefix_len + 4)
         mask[:, ours.prefix_len:].masked_fill_(~tree_mask, torch.finfo(torch.float32).min)
         hf = lm.model(input_ids=tokens[None], position_ids=positions[None], attention_mask=mask[None, None],
-                      cache=cache, use_cache=True).last_hidden_state[0]
+                      use_cache=True, **{CACHE: cache}).last_hidden_state[0]
         torch.testing.assert_close(hidden, hf, atol=TOLERANCE, rtol=0)
         torch.testing.assert_close(logits, lm.lm_head(hf), atol=TOLERANCE, rtol=0)
 
