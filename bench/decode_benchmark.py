@@ -150,9 +150,36 @@ def sim_observations(count: int, seed: int, consecutive: bool = False
     return images[:count], instructions[:count], episodes[:count]
 
 
-def load_observations(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str], list[int]]:
+def episode_observations(target, episodes: int, seed: int) -> tuple[list[np.ndarray], list[str], list[int]]:
+    """Every frame of whole closed-loop episodes (tasks in turn, seeds seed, seed + 1, ...) driven by
+    the target's own AR actions: the frames and history a node on the robot would see. At r = 0
+    every lossless mode reproduces these actions, so its history is exactly the closed loop's."""
+    from specvla_ros.sim.env import TabletopEnv
+
+    driver = build_decoder(target, None, DecoderConfig(mode="autoregressive"))
+    images: list[np.ndarray] = []
+    instructions: list[str] = []
+    numbers: list[int] = []
+    with TabletopEnv() as env, torch.inference_mode():
+        for episode in range(episodes):
+            obs = env.reset(seed + episode, ("pick", "push", "place")[episode % 3])
+            while True:
+                image = obs.image if obs.image is not None else env.render()
+                images.append(image)
+                instructions.append(obs.instruction)
+                numbers.append(episode)
+                result = env.step(driver.decode(image, obs.instruction).action)
+                obs = result.observation
+                if result.done:
+                    break
+    return images, instructions, numbers
+
+
+def load_observations(args: argparse.Namespace, target=None) -> tuple[list[np.ndarray], list[str], list[int]]:
     """Images, instructions and episode numbers (a new episode wherever the instruction changes
     when the source does not say)."""
+    if args.episodes:
+        return episode_observations(target, args.episodes, args.seed)
     if args.data is None:
         return sim_observations(args.frames, args.seed, consecutive=args.temporal)
     if args.data.suffix == ".npz":  # a frame set (images, instructions): numpy only, e.g. on the GPU machine
@@ -181,8 +208,11 @@ def episodes_by_instruction(instructions: list[str]) -> list[int]:
 
 
 def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: TreeConfig,
-                temporal_relax: list[int] | None = None, temporal: TemporalDraftConfig | None = None) -> list[Mode]:
-    """AR, SD r=0, Spec-VLA per r; with temporal_relax also, per r, temporal only and draft head + temporal."""
+                temporal_relax: list[int] | None = None, temporal: TemporalDraftConfig | None = None,
+                datastore: str = "") -> list[Mode]:
+    """AR, SD r=0, Spec-VLA per r; with temporal_relax also, per r: temporal only, temporal verified in
+    the prefill (+prefill), draft head + temporal + prefill, and with a datastore temporal + retrieval
+    + prefill."""
     modes = [Mode(HF_AR, DecoderConfig(mode="autoregressive"), hf_baseline=True),
              Mode(FAST_AR, DecoderConfig(mode="autoregressive")),
              Mode("SD r=0", DecoderConfig(relax_bins=0, tree=tree))]
@@ -198,6 +228,14 @@ def build_modes(relax_values: list[int], per_dimension: list[int] | None, tree: 
         both = dataclasses.replace(base, enabled=True, draft_head=True)
         modes.append(Mode(f"Temporal r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=only)))
         modes.append(Mode(f"Spec-VLA+temporal r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=both)))
+        modes.append(Mode(f"Temporal+prefill r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=only,
+                                                                     prefill_drafts=True)))
+        modes.append(Mode(f"Spec-VLA+temporal+prefill r={r}", DecoderConfig(relax_bins=r, tree=tree, temporal=both,
+                                                                              prefill_drafts=True)))
+        if datastore:
+            retrieval = dataclasses.replace(only, datastore=datastore)
+            modes.append(Mode(f"Temporal+retrieval+prefill r={r}",
+                              DecoderConfig(relax_bins=r, tree=tree, temporal=retrieval, prefill_drafts=True)))
     return modes
 
 
@@ -298,6 +336,14 @@ def summarize(run: ModeRun, reference: ModeRun, bin_width: np.ndarray, slow_refe
         "steps_differing_from_ar": float(np.mean(np.any(bins != ar_bins, axis=1))),
         "max_bin_deviation": np.abs(bins - ar_bins).max(axis=0).tolist(),
         "mean_bin_deviation": np.abs(bins - ar_bins).mean(axis=0).tolist(),
+        "p50_bin_deviation": np.percentile(np.abs(bins - ar_bins), 50, axis=0).tolist(),
+        "p99_bin_deviation": np.percentile(np.abs(bins - ar_bins), 99, axis=0).tolist(),
+        "max_deviation_units": np.abs(actions - ar_actions).max(axis=0).tolist(),
+        "p99_deviation_units": np.percentile(np.abs(actions - ar_actions), 99, axis=0).tolist(),
+        "frames_beyond_r": float(np.mean(np.any(np.abs(bins - ar_bins) > np.asarray(
+            run.mode.config.relax_bins if run.mode.config.mode == "speculative" else (0,) * 7), axis=1))),
+        "one_forward_share": float(np.mean([s.target_forward_passes == 1 for s in stats])),
+        "prefill_accepted_mean": float(np.mean([s.prefill_accepted for s in stats])),
         "mean_abs_deviation_units": np.abs(actions - ar_actions).mean(axis=0).tolist(),
         "bin_width_units": bin_width.tolist(),
         "acceptance_lengths": [s.mean_acceptance_length for s in stats],
@@ -390,10 +436,18 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
             f"{row['verify_p50_ms']:.2f} | {row['total_p50_ms']:.2f} / {row['total_p95_ms']:.2f} | "
             f"{row['speedup_end_to_end']:.2f}x | {row['speedup_vs_hf_eager']:.2f}x | {row['speedup_decode_phase']:.2f}x | "
             f"{outside} | {100 * row['steps_differing_from_ar']:.0f}% | {' '.join(map(str, row['max_bin_deviation']))} |")
-    lines += ["", "Mean action deviation from AR in metric units (m, rad; gripper 0..1):", "",
-              "| mode | dx | dy | dz | droll | dpitch | dyaw | gripper |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Deviation from AR over every observation, per dimension (dx dy dz droll dpitch dyaw gripper): "
+              "bins p50 / p99 / max, and the largest in the action's units (m, rad; gripper 0..1); frames "
+              "beyond r: share of observations with a token further than its r from AR's (a relaxed token "
+              "changes every token after it).", "",
+              "| mode | p50 bins | p99 bins | max bins | max units | frames beyond r | one forward | "
+              "guessed tokens accepted in the prefill |", "|---|---|---|---|---|---|---|---|"]
     for row in rows[2:]:
-        lines.append(f"| {row['mode']} | " + " | ".join(f"{v:.2e}" for v in row["mean_abs_deviation_units"]) + " |")
+        lines.append(
+            f"| {row['mode']} | {_ints(row['p50_bin_deviation'])} | {_ints(row['p99_bin_deviation'])} | "
+            f"{_ints(row['max_bin_deviation'])} | {' '.join(f'{v:.2g}' for v in row['max_deviation_units'])} | "
+            f"{100 * row['frames_beyond_r']:.1f}% | {100 * row['one_forward_share']:.0f}% | "
+            f"{row['prefill_accepted_mean']:.2f} |")
     if any(row["temporal"] for row in rows):
         lines += ["", "Which proposer drafted the accepted path (share of verify steps, and mean tokens per verify "
                   "step over those steps; a path both proposed counts for both):", "",
@@ -420,6 +474,10 @@ def markdown(meta: dict, rows: list[dict], sweep: list[dict]) -> str:
                          f"{row['target_forwards_per_action']:.2f} | {row['total_p50_ms']:.2f} | "
                          f"{row['speedup_end_to_end']:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def _ints(values: list[float]) -> str:
+    return " ".join(str(int(round(value))) for value in values)
 
 
 def _success_cell(success: dict | None) -> str:
@@ -484,6 +542,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--camera-topic", default="/camera/image_raw")
     parser.add_argument("--task-topic", default="/vla/instruction")
     parser.add_argument("--frames", type=int, default=60, help="observations (default 60)")
+    parser.add_argument("--episodes", type=int, default=0, metavar="N", help="instead: every frame of N whole "
+                        "closed-loop simulated episodes driven by the target's AR actions (tasks in turn)")
+    parser.add_argument("--datastore", default="", help="with --temporal: also temporal + retrieval guesses "
+                        "from this datastore (specvla build-datastore), verified in the prefill")
     parser.add_argument("--relax", type=int, nargs="+", default=[1, 2, 3], help="r values beside 0 (default 1 2 3)")
     parser.add_argument("--per-dimension", type=int, nargs=7, metavar="R", help="also one per-dimension r")
     parser.add_argument("--top-k", type=int, default=8)
@@ -535,14 +597,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     target = load_backbone(str(args.model), device=args.device, dtype=args.dtype)
     head = load_draft(args.draft, target)
-    images, instructions, episodes = load_observations(args)
+    images, instructions, episodes = load_observations(args, target)
     tree = TreeConfig(top_k=args.top_k, depth=args.depth, total_tokens=args.total_tokens)
     temporal_relax = None
     if args.temporal:
         temporal_relax = args.temporal_relax or sorted({0, max(args.relax)})
     temporal = TemporalDraftConfig(enabled=True, history=args.temporal_history,
                                    proposals=tuple(args.temporal_proposals))
-    modes = build_modes(args.relax, args.per_dimension, tree, temporal_relax, temporal)
+    modes = build_modes(args.relax, args.per_dimension, tree, temporal_relax, temporal, args.datastore)
     calibration = None
     if args.tree_auto:
         modes.append(Mode("SD r=0 (tree auto)", DecoderConfig(tree=TreeConfig(top_k=0, depth=0, total_tokens=0,

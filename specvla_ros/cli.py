@@ -115,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_draft_arguments(train_draft)
     train_draft.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_draft"))
 
+    from specvla_ros.training.datastore import add_build_datastore_arguments
+
+    build_datastore = verbs.add_parser(
+        "build-datastore", help="a retrieval datastore of demonstrated actions, for guesses verified in the prefill",
+        description="Collect the 7-bin actions of demonstration episodes (binned with --target's action "
+                    "statistics) or of the node's decoded actions in a bag into a datastore file "
+                    "(safetensors). temporal_draft.datastore points the node at it: the actions that "
+                    "followed the robot's last ones in the demonstrations become guesses.")
+    add_build_datastore_arguments(build_datastore)
+    build_datastore.set_defaults(run=_lazy("specvla_ros.training.datastore", "run_build_datastore"))
+
     from specvla_ros.bag_arguments import add_compare_arguments, add_record_arguments, add_replay_arguments
 
     bag_record = verbs.add_parser(

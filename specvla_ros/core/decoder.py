@@ -248,7 +248,7 @@ class SpeculativeDecoder(_DecoderBase):
         self.draft_head = draft_head if config.uses_draft_head else None
         self.temporal = (TemporalHistory(config.temporal, backbone.action_tokenizer)
                          if config.temporal.enabled else None)
-        chains = len(config.temporal.proposals) if self.temporal is not None else 0
+        chains = self.temporal.slots if self.temporal is not None else 0
         self.layout = TreeLayout.of(config.tree, backbone.action_tokenizer, self.draft_head is not None, chains)
         # Guesses verified inside the prefill: one slot per guess, when there are guesses to make.
         self._prefill_slots = chains if config.prefill_drafts else 0

@@ -19,6 +19,7 @@ from typing import Literal
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
 from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.retrieval_draft import ActionDatastore
 
 Proposal = Literal["previous", "linear"]
 PROPOSALS: tuple[str, ...] = ("previous", "linear")
@@ -32,6 +33,8 @@ class TemporalDraftConfig:
     proposals: "previous" = the last decoded action; "linear" = extrapolate the last two (scaled
     by their time stamps when known). draft_head False = temporal branches only: no draft-head
     forwards, and no draft head is needed. Time bounds in seconds; 0 disables a bound.
+    datastore: a retrieval datastore (core/retrieval_draft.py) whose demonstrations add up to
+    `retrieved` more guesses, keyed on the same history; "" = none.
     """
 
     enabled: bool = False
@@ -40,15 +43,19 @@ class TemporalDraftConfig:
     draft_head: bool = True
     max_frame_age_s: float = 1.0
     max_gap_s: float = 1.0
+    datastore: str = ""
+    retrieved: int = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.proposals, str):
             object.__setattr__(self, "proposals", (self.proposals,))
         object.__setattr__(self, "proposals", tuple(self.proposals))  # YAML / JSON give lists
         unknown = [p for p in self.proposals if p not in PROPOSALS]
-        if unknown or (self.enabled and not self.proposals):
-            raise ConfigError(f"temporal_draft.proposals must be a non-empty subset of {list(PROPOSALS)}, "
-                              f"got {list(self.proposals)}")
+        if unknown or (self.enabled and not self.proposals and not self.datastore):
+            raise ConfigError(f"temporal_draft.proposals must be a subset of {list(PROPOSALS)}, non-empty "
+                              f"without a datastore, got {list(self.proposals)}")
+        if isinstance(self.retrieved, bool) or not isinstance(self.retrieved, int) or not 1 <= self.retrieved <= 8:
+            raise ConfigError(f"temporal_draft.retrieved must be 1..8 guesses, got {self.retrieved!r}")
         if isinstance(self.history, bool) or not isinstance(self.history, int) or not 1 <= self.history <= MAX_HISTORY:
             raise ConfigError(f"temporal_draft.history must be 1..{MAX_HISTORY} past actions, got {self.history!r}")
         if "linear" in self.proposals and self.history < 2:
@@ -74,6 +81,7 @@ class TemporalHistory:
     def __init__(self, config: TemporalDraftConfig, tokenizer: ActionTokenizer) -> None:
         self.config = config
         self.tokenizer = tokenizer
+        self.datastore = ActionDatastore.load(config.datastore) if config.datastore else None
         self._past: deque[PastAction] = deque(maxlen=config.history)
         self._instruction: str | None = None
         self._time_s: float | None = None
@@ -106,11 +114,20 @@ class TemporalHistory:
         """Remember the action just decoded for the frame given to `begin`."""
         self._past.append(PastAction(tuple(int(t) for t in token_ids), self._time_s))
 
+    @property
+    def slots(self) -> int:
+        """The most guesses one frame can get (the decoder sizes its trees for them)."""
+        return len(self.config.proposals) + (self.config.retrieved if self.datastore is not None else 0)
+
     def candidates(self) -> list[tuple[int, ...]]:
-        """Distinct complete 7-token guesses for the current frame, in `config.proposals` order."""
+        """Distinct complete 7-token guesses for the current frame: `config.proposals` in order,
+        then the datastore's."""
         found: list[tuple[int, ...]] = []
-        for proposal in self.config.proposals:
-            guess = self._previous() if proposal == "previous" else self._linear()
+        guesses = [self._previous() if proposal == "previous" else self._linear() for proposal in self.config.proposals]
+        if self.datastore is not None:
+            recent = [past.token_ids for past in self._past]
+            guesses += self.datastore.propose(recent, self.config.retrieved, self.tokenizer)
+        for guess in guesses:
             if guess is not None and guess not in found:
                 found.append(guess)
         return found

@@ -141,7 +141,10 @@ class SpecVLANode(Node):
                 draft_head=self._param("temporal_draft.draft_head"),
                 max_frame_age_s=self._param("temporal_draft.max_frame_age_s"),
                 max_gap_s=self._param("temporal_draft.max_gap_s"),
+                datastore=self._param("temporal_draft.datastore"),
+                retrieved=self._param("temporal_draft.retrieved"),
             ),
+            prefill_drafts=self._param("decoder.prefill_drafts"),
         )
 
     def _decoder_spec(self) -> DecoderSpec:

@@ -105,6 +105,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "by decoder.tree.auto, or the authors' 4 without it.", low=0, high=6, read_only=True),
     ParamSpec("decoder.tree.total_tokens", 0, "Draft tree: nodes kept for verification; 0 = chosen by "
               "decoder.tree.auto, or the authors' 50 without it.", low=0, high=512, read_only=True),
+    ParamSpec("decoder.prefill_drafts", True, "Verify the guesses known before the frame (temporal drafts, "
+              "retrieval) inside the prefill forward: a right guess costs one target forward for the whole action. "
+              "Needs temporal_draft.enabled; r = 0 stays lossless.", read_only=True),
     ParamSpec("decoder.tree.restrict_to_action_tokens", True, "Draft only among the 256 action tokens.",
               read_only=True),
     # temporal drafting: guesses from the robot's own recent actions join the draft tree
@@ -116,6 +119,10 @@ SPECS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("temporal_draft.draft_head", True, "Keep the draft head's tree beside the temporal branches; false = "
               "temporal branches only (no draft head needed, no draft forwards).", read_only=True),
+    ParamSpec("temporal_draft.datastore", "", "Retrieval datastore (specvla build-datastore): demonstrated actions "
+              "that followed the robot's last ones become extra guesses; empty = none.", read_only=True),
+    ParamSpec("temporal_draft.retrieved", 2, "Guesses taken from the datastore per frame.", low=1, high=8,
+              read_only=True),
     ParamSpec("temporal_draft.max_frame_age_s", 1.0, "Forget the history when a frame waited longer than this "
               "(from arrival) before decoding; 0 = no bound.", low=0.0, high=60.0, read_only=True),
     ParamSpec("temporal_draft.max_gap_s", 1.0, "Forget the history when consecutive decoded frames' stamps lie "
