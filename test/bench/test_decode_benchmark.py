@@ -74,10 +74,16 @@ def test_decode_benchmark_temporal_modes(tmp_path) -> None:
         "--frames", "7", "--repeats", "2", "--relax", "2", "--temporal", "--compile", "off", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     modes = {row["mode"]: row for row in results["modes"]}
-    assert list(modes) == ["AR (HF eager)", "AR (fastest)", "SD r=0", "Spec-VLA r=2", "Temporal r=0", "Spec-VLA+temporal r=0",
-                           "Temporal r=2", "Spec-VLA+temporal r=2"]
-    for name in ("Temporal r=0", "Spec-VLA+temporal r=0"):
+    assert list(modes) == ["AR (HF eager)", "AR (fastest)", "SD r=0", "Spec-VLA r=2",
+                           "Temporal r=0", "Spec-VLA+temporal r=0", "Temporal+prefill r=0",
+                           "Spec-VLA+temporal+prefill r=0", "Temporal r=2", "Spec-VLA+temporal r=2",
+                           "Temporal+prefill r=2", "Spec-VLA+temporal+prefill r=2"]
+    for name in ("Temporal r=0", "Spec-VLA+temporal r=0", "Temporal+prefill r=0", "Spec-VLA+temporal+prefill r=0"):
         assert modes[name]["steps_differing_from_ar"] == 0                 # r = 0 stays lossless
+        assert modes[name]["max_bin_deviation"] == [0] * 7 and modes[name]["frames_beyond_r"] == 0
+    # Repeated frames with the guess verified in the prefill: one target forward from the 2nd frame on.
+    prefill = modes["Temporal+prefill r=0"]
+    assert prefill["one_forward_share"] == 5 / 7 and prefill["prefill_accepted_mean"] == 6 * 5 / 7
     # Repeated frames: from the 2nd of each episode the previous action is exact: 2 forwards, tau 6.
     lengths = modes["Temporal r=0"]["acceptance_lengths"]
     assert lengths[0] == 1.0 and lengths[1:5] == [6.0] * 4 and lengths[5] == 1.0 and lengths[6] == 6.0
