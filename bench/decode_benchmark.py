@@ -556,8 +556,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "draft head + temporal at each --temporal-relax r (observations taken in episode order)")
     parser.add_argument("--temporal-relax", type=int, nargs="+", default=None, metavar="R",
                         help="r values for the temporal modes (default: 0 and the largest --relax)")
-    parser.add_argument("--temporal-proposals", nargs="+", default=["previous", "linear"],
-                        choices=["previous", "linear"], help="temporal guesses offered (default: both)")
+    parser.add_argument("--temporal-proposals", nargs="+", default=["previous", "before"],
+                        choices=["previous", "linear", "before"], help="temporal guesses offered (default: previous "
+                        "before)")
     parser.add_argument("--temporal-history", type=int, default=4, help="past actions kept (default 4)")
     parser.add_argument("--success-episodes", type=int, default=0, metavar="N",
                         help="also the closed-loop success rate per mode: N simulation episodes per task")

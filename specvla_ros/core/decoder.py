@@ -146,13 +146,16 @@ class _DecoderBase:
 
     @torch.inference_mode()
     def warm_up(self) -> None:
-        """Decode synthetic frames with prompts of three lengths, so that every compiled graph exists
-        before the first camera frame (core/compilation.py); then forget them (reset)."""
+        """Decode synthetic frames so that every compiled graph exists before the first camera frame:
+        prompts of three lengths (a graph for one length, then one with a symbolic length; see
+        core/compilation.py), three frames each so that guesses from the history are verified too.
+        Then forget them (reset)."""
         rng = np.random.default_rng(0)
-        for index, instruction in enumerate(WARM_UP_INSTRUCTIONS * 2):
-            image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
-            self.decode(image, instruction, time_s=0.1 * index)
-        self.reset()
+        for episode, instruction in enumerate(WARM_UP_INSTRUCTIONS):
+            for frame in range(3):
+                image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+                self.decode(image, instruction, time_s=episode + 0.1 * frame)
+            self.reset()
 
     def _result(self, tokens: list[int], watch: Stopwatch, forwards: int, accepted: tuple[int, ...],
                 finite: bool, path_sources: tuple[int, ...] = (), temporal_candidates: int = 0,

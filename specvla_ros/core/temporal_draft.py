@@ -21,8 +21,11 @@ from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
 from specvla_ros.core.errors import ConfigError
 from specvla_ros.core.retrieval_draft import ActionDatastore
 
-Proposal = Literal["previous", "linear"]
-PROPOSALS: tuple[str, ...] = ("previous", "linear")
+Proposal = Literal["previous", "linear", "before"]
+PROPOSALS: tuple[str, ...] = ("previous", "linear", "before")
+# Measured on whole tabletop episodes (docs/benchmarks.md): "before" is accepted in full more often
+# than "linear", and each more guess costs prefill and verify rows.
+DEFAULT_PROPOSALS: tuple[str, ...] = ("previous", "before")
 MAX_HISTORY = 64
 
 
@@ -31,7 +34,7 @@ class TemporalDraftConfig:
     """Temporal draft branches (off by default).
 
     proposals: "previous" = the last decoded action; "linear" = extrapolate the last two (scaled
-    by their time stamps when known). draft_head False = temporal branches only: no draft-head
+    by their time stamps when known); "before" = the action before the last (motions that alternate). draft_head False = temporal branches only: no draft-head
     forwards, and no draft head is needed. Time bounds in seconds; 0 disables a bound.
     datastore: a retrieval datastore (core/retrieval_draft.py) whose demonstrations add up to
     `retrieved` more guesses, keyed on the same history; "" = none.
@@ -39,7 +42,7 @@ class TemporalDraftConfig:
 
     enabled: bool = False
     history: int = 4
-    proposals: tuple[str, ...] = PROPOSALS
+    proposals: tuple[str, ...] = DEFAULT_PROPOSALS
     draft_head: bool = True
     max_frame_age_s: float = 1.0
     max_gap_s: float = 1.0
@@ -58,8 +61,9 @@ class TemporalDraftConfig:
             raise ConfigError(f"temporal_draft.retrieved must be 1..8 guesses, got {self.retrieved!r}")
         if isinstance(self.history, bool) or not isinstance(self.history, int) or not 1 <= self.history <= MAX_HISTORY:
             raise ConfigError(f"temporal_draft.history must be 1..{MAX_HISTORY} past actions, got {self.history!r}")
-        if "linear" in self.proposals and self.history < 2:
-            raise ConfigError("temporal_draft proposal 'linear' needs history >= 2 (two past actions)")
+        needs_two = [p for p in self.proposals if p in ("linear", "before")]
+        if needs_two and self.history < 2:
+            raise ConfigError(f"temporal_draft proposals {needs_two} need history >= 2 (two past actions)")
         if self.max_frame_age_s < 0 or self.max_gap_s < 0:
             raise ConfigError(f"temporal_draft.max_frame_age_s and max_gap_s must be >= 0 (0 = no bound), got "
                               f"{self.max_frame_age_s} and {self.max_gap_s}")
@@ -123,7 +127,7 @@ class TemporalHistory:
         """Distinct complete 7-token guesses for the current frame: `config.proposals` in order,
         then the datastore's."""
         found: list[tuple[int, ...]] = []
-        guesses = [self._previous() if proposal == "previous" else self._linear() for proposal in self.config.proposals]
+        guesses = [self._guess(proposal) for proposal in self.config.proposals]
         if self.datastore is not None:
             recent = [past.token_ids for past in self._past]
             guesses += self.datastore.propose(recent, self.config.retrieved, self.tokenizer)
@@ -132,8 +136,12 @@ class TemporalHistory:
                 found.append(guess)
         return found
 
-    def _previous(self) -> tuple[int, ...] | None:
-        return self._past[-1].token_ids if self._past else None
+    def _guess(self, proposal: str) -> tuple[int, ...] | None:
+        if proposal == "previous":
+            return self._past[-1].token_ids if self._past else None
+        if proposal == "before":
+            return self._past[-2].token_ids if len(self._past) >= 2 else None
+        return self._linear()
 
     def _linear(self) -> tuple[int, ...] | None:
         """last + (last - before) * dt_now / dt_past, per dimension, in bins (clipped to the bin range)."""

@@ -27,6 +27,7 @@ from specvla_ros.core.text_tokenizer import PieceTokenizer
 from specvla_ros.core.vision import build_vision_encoder
 
 MODEL_TYPE = "specvla-tiny-vla"
+PROMPT_CACHE_SIZE = 256
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -56,6 +57,7 @@ class TinyVLA(nn.Module):
         self.action_tokenizer = ActionTokenizer(config.vocab_size, config.n_action_bins)
         self._language: LlamaLanguageModel | None = None
         self._encode = CompiledFunction(self._encode_one, "off")
+        self._prompt_cache: dict[str, torch.Tensor] = {}  # instruction -> prompt ids (tokenizing costs per frame)
         self.eval()
 
     # ----- Backbone protocol ----------------------------------------------------------------
@@ -103,7 +105,12 @@ class TinyVLA(nn.Module):
         """(BOS + prompt token ids, (P, hidden) image tokens): the inputs of the language model's prefill.
         compiled=False runs the image encoder eager whatever `compile` said (the HF baseline does)."""
         validate_observation(image, instruction)
-        ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
+        ids = self._prompt_cache.get(instruction)
+        if ids is None:
+            if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+                self._prompt_cache.clear()
+            ids = self._prompt_cache[instruction] = torch.tensor(self.text_tokenizer.prompt_ids(instruction),
+                                                                 device=self.device)
         encode = self._encode if compiled else self._encode.eager
         return ids, encode(self.preprocess(image), ids)
 
@@ -120,7 +127,8 @@ class TinyVLA(nn.Module):
         return self.projector(self.vision.forward_batch(pixels, prompt_ids))
 
     def _encode_one(self, pixels: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
-        """One preprocessed image (1, 3, S, S) and its prompt -> (P, hidden): what prefill compiles."""
+        """One preprocessed image (1, 3, S, S) and its prompt -> (P, hidden): what prefill compiles (the
+        antialiased resize stays outside: inductor's C++ wrapper cannot call it)."""
         return self.image_tokens(pixels, [prompt_ids])[0]
 
     def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,

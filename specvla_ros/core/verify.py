@@ -101,14 +101,8 @@ class PrefillVerifier(TreeVerifier):
         tree = DraftTree(tokens=tokens, parents=parents, depths=depths, valid=valid)
         count, nodes = prefix.shape[0], tokens.shape[0]
         device = prefix.device
-        columns = torch.arange(keys.shape[2], device=device)
         prompt_rows = torch.arange(count, device=device)
-        # Node rows see the prompt before the root, then [root, nodes] as the tree mask says.
-        node_view = tree.attention_mask(self.max_depth)[1:]
-        relative = columns - (count - 1)
-        in_tree = (relative >= 0) & (relative <= nodes)
-        node_visible = (columns < count - 1)[None, :] | (node_view[:, relative.clamp(0, nodes)] & in_tree[None, :])
-        visible = torch.cat([columns[None, :] <= prompt_rows[:, None], node_visible])
+        visible = prefill_visibility(prompt_rows, tree.attention_mask(self.max_depth), keys.shape[2])
         positions = torch.cat([prompt_rows, count - 1 + tree.depths])
         embeds = torch.cat([prefix, self.language.embed(tokens)])
         hidden = self.language.stack.layers_forward(embeds, positions, cos, sin, torch.arange(count + nodes, device=device),
@@ -119,3 +113,15 @@ class PrefillVerifier(TreeVerifier):
         outputs = self.decide(torch.cat([root_id, tokens]), self.language.logits(tail), tail, tree, length,
                               torch.zeros_like(length), torch.ones((), dtype=torch.bool, device=device), keys, values)
         return (*outputs, hidden[:count])
+
+
+def prefill_visibility(prompt_rows: torch.Tensor, tree_mask: torch.Tensor, capacity: int) -> torch.Tensor:
+    """(prompt + nodes, capacity) bool for a prompt with a tree appended: the prompt is causal; each
+    node sees the prompt before its last position, then [root = the prompt's last position, nodes]
+    as tree_mask ((nodes + 1, nodes + 1), core/draft_tree.DraftTree.attention_mask) says."""
+    count, nodes = prompt_rows.shape[0], tree_mask.shape[0] - 1
+    columns = torch.arange(capacity, device=prompt_rows.device)
+    relative = columns - (count - 1)
+    in_tree = (relative >= 0) & (relative <= nodes)
+    node_visible = (columns < count - 1)[None, :] | (tree_mask[1:][:, relative.clamp(0, nodes)] & in_tree[None, :])
+    return torch.cat([columns[None, :] <= prompt_rows[:, None], node_visible])

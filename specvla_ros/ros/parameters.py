@@ -17,7 +17,7 @@ DECODER_MODES = ("speculative", "autoregressive")
 STALE_ACTION_POLICIES = ("zero", "hold")
 DEVICES_HINT = "cpu, cuda, cuda:N"
 DTYPES = ("float32", "bfloat16", "float16")
-TEMPORAL_PROPOSALS = ("previous", "linear")  # specvla_ros.core.temporal_draft.PROPOSALS
+TEMPORAL_PROPOSALS = ("previous", "linear", "before")  # specvla_ros.core.temporal_draft.PROPOSALS
 ISOLATION_MODES = ("thread", "process")
 COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")  # specvla_ros.core.compilation.COMPILE_MODES
 
@@ -114,8 +114,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal_draft.enabled", False, "Add draft branches guessed from the last decoded actions of the "
               "same task (speculative mode; r = 0 stays lossless).", read_only=True),
     ParamSpec("temporal_draft.history", 4, "Past actions kept (K).", low=1, high=64, read_only=True),
-    ParamSpec("temporal_draft.proposals", list(TEMPORAL_PROPOSALS), "Guesses offered: previous (the last action) "
-              "and/or linear (extrapolated from the last two, needs history >= 2).", choices=TEMPORAL_PROPOSALS,
+    ParamSpec("temporal_draft.proposals", ["previous", "before"], "Guesses offered: previous (the last action), "
+              "linear (extrapolated from the last two), before (the action before the last); the last two need "
+              "history >= 2.", choices=TEMPORAL_PROPOSALS,
               read_only=True),
     ParamSpec("temporal_draft.draft_head", True, "Keep the draft head's tree beside the temporal branches; false = "
               "temporal branches only (no draft head needed, no draft forwards).", read_only=True),

@@ -50,13 +50,14 @@ def _check_r0_equals_ar(fast, reference, images, instructions) -> int:
         accepted += sum(result.stats.accepted_per_step)
     assert graphs_built() == before, "a graph was compiled after the warm-up"
     assert fast._verify.compiled and reference.backbone.language.compiled  # no silent fall-back to eager
+    assert fast._prefill_verify is None or fast._prefill_verify.compiled
     return accepted
 
 
 def test_compiled_r0_equals_compiled_ar_on_the_shipped_pair() -> None:
     target = load_backbone(BUNDLED / "target")
     head = load_draft(BUNDLED / "draft", target)
-    fast, reference = _compiled_pair(target, head, DecoderConfig(tree=TREE, temporal=TEMPORAL))
+    fast, reference = _compiled_pair(target, head, DecoderConfig(tree=TREE, temporal=TEMPORAL, prefill_drafts=True))
     images, instructions = FRAMES["images"][:24], [str(text) for text in FRAMES["instructions"][:24]]
     assert _check_r0_equals_ar(fast, reference, images, instructions) > 24
     eager = build_decoder(target, None, DecoderConfig(mode="autoregressive"))
@@ -68,7 +69,7 @@ def test_compiled_r0_equals_compiled_ar_on_the_shipped_pair() -> None:
 def test_compiled_r0_equals_compiled_ar_on_an_openvla_layout(openvla_checkpoint) -> None:
     target = load_backbone(openvla_checkpoint)
     head = DraftHead.random(target, seed=3, num_heads=4)
-    fast, reference = _compiled_pair(target, head, DecoderConfig(tree=TREE, temporal=TEMPORAL))
+    fast, reference = _compiled_pair(target, head, DecoderConfig(tree=TREE, temporal=TEMPORAL, prefill_drafts=True))
     rng = np.random.default_rng(4)
     images = [rng.integers(0, 256, (56, 56, 3), dtype=np.uint8) for _ in range(20)]
     _check_r0_equals_ar(fast, reference, images, ["pick up the red cube"] * 20)

@@ -36,7 +36,7 @@ def history(**config) -> TemporalHistory:
 
 # ----- history, candidates, reset rules ---------------------------------------------------------
 def test_previous_and_linear_candidates() -> None:
-    past = history()
+    past = history(proposals=("previous", "linear"))
     past.begin("pick", 0.0)
     assert past.candidates() == []
     past.record(tokens_of([10, 20, 30, 40, 50, 60, 0]))
@@ -50,18 +50,28 @@ def test_previous_and_linear_candidates() -> None:
 
 
 def test_linear_scales_with_frame_stamps_and_dedupes() -> None:
-    past = history()
+    past = history(proposals=("previous", "linear"))
     for stamp, bins in ((0.0, [10] * 7), (0.1, [12] * 7)):
         past.begin("pick", stamp)
         past.record(tokens_of(bins))
     past.begin("pick", 0.3)  # a dropped frame: two periods since the last action
     assert past.candidates()[1] == tokens_of([16] * 7)
-    steady = history()
+    steady = history(proposals=("previous", "linear"))
     for bins in ([10] * 7, [10] * 7):
         steady.begin("pick")
         steady.record(tokens_of(bins))
     steady.begin("pick")
     assert steady.candidates() == [tokens_of([10] * 7)]  # linear = previous: offered once
+
+
+def test_before_is_the_action_before_the_last() -> None:
+    past = history()  # the default proposals: previous, before
+    for stamp, bins in ((0.0, [10] * 7), (0.1, [12] * 7)):
+        past.begin("pick", stamp)
+        assert len(past.candidates()) == int(stamp * 10)  # "before" needs two past actions
+        past.record(tokens_of(bins))
+    past.begin("pick", 0.2)
+    assert past.candidates() == [tokens_of([12] * 7), tokens_of([10] * 7)]
 
 
 @pytest.mark.parametrize(("instruction", "stamp", "age", "reason"), [
