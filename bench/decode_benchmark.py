@@ -393,7 +393,7 @@ def tree_sweep(target, head, images, instructions, relax: int, repeats: int, gri
     return sorted(rows, key=lambda row: -row["speedup_end_to_end"])
 
 
-def calibration_shapes(sweep: list[dict], count: int = 4) -> list[ShapeStats]:
+def calibration_shapes(sweep: list[dict], count: int = 3) -> list[ShapeStats]:
     """The `count` fastest swept shapes with their verify steps per action (forwards after the prefill)."""
     return [ShapeStats(row["top_k"], row["depth"], row["total_tokens"], row["chain"],
                        round(row["target_forwards_per_action"] - 1.0, 3)) for row in sweep[:count]]

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temporal-draft", choices=("off", "both", "only"), default="off",
                         help="temporal drafting (guesses from the previous actions of the episode): off (default), "
                         "both = beside the draft head, only = temporal branches alone (no draft head)")
+    parser.add_argument("--prefill-drafts", action="store_true",
+                        help="with --temporal-draft: verify the guesses inside the prefill (decoder.prefill_drafts)")
+    parser.add_argument("--datastore", default="", help="with --temporal-draft: also retrieval guesses from this "
+                        "datastore (temporal_draft.datastore)")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per task (seeds SEED..SEED+N-1)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -66,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
             model = embedded_model()
             args.model, args.draft = model.target_path, model.draft_path
             print(f"model: {model.description}", file=sys.stderr)
-        temporal = TemporalDraftConfig(enabled=args.temporal_draft != "off", draft_head=args.temporal_draft != "only")
-        config = DecoderConfig(mode=args.mode, relax_bins=relax, temporal=temporal)
+        temporal = TemporalDraftConfig(enabled=args.temporal_draft != "off", draft_head=args.temporal_draft != "only",
+                                       datastore=args.datastore)
+        config = DecoderConfig(mode=args.mode, relax_bins=relax, temporal=temporal, prefill_drafts=args.prefill_drafts)
         decoder = load_decoder(args.model, args.draft if config.uses_draft_head else None, config)
         label = f"{args.mode} r={list(config.relax_bins) if isinstance(relax, tuple) else relax}"
         if args.mode == "speculative" and temporal.enabled:
             label += f", temporal drafts ({args.temporal_draft})"
+            label += ", verified in the prefill" if args.prefill_drafts else ""
+            label += f", retrieval from {args.datastore}" if args.datastore else ""
 
     if args.through_ros:
         if decoder is None:
@@ -82,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
             decoder, args.tasks, args.episodes, seed=args.seed,
             node_parameters={"decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins),
                              "temporal_draft.enabled": args.temporal_draft != "off",
-                             "temporal_draft.draft_head": args.temporal_draft != "only"},
+                             "temporal_draft.draft_head": args.temporal_draft != "only",
+                             "decoder.prefill_drafts": args.prefill_drafts,
+                             "temporal_draft.datastore": args.datastore},
             bridge_parameters={"max_steps": args.max_steps or 0}, timeout_s=24 * 3600.0)
         records = result.records
     else:

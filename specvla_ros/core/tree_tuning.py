@@ -40,7 +40,7 @@ from specvla_ros.core.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "tree_calibration.json"
-MAX_CANDIDATES = 4    # each candidate compiles its own step graphs at start-up
+MAX_CANDIDATES = 3    # each candidate compiles its own step graphs at start-up (about 20 s each on a 2-core CPU)
 TIMING_DECODES = 6
 
 

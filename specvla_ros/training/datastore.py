@@ -6,7 +6,8 @@
 Demonstrations (`python -m specvla_ros.sim.demos` folders of .npz episodes) hold continuous actions:
 they are normalized with the target's action statistics and binned with its tokenizer, exactly as
 the target's own actions would be. Bags hold the tokens the node decoded (DecodeStats.token_ids);
-an episode ends where the stream pauses (--episode-gap-s).
+an episode ends at each message on the task topic (when the bag has one) and where the stream
+pauses (--episode-gap-s).
 """
 from __future__ import annotations
 
@@ -44,15 +45,24 @@ def demo_episode_bins(folders: list[Path], norm_stats: dict, unnorm_key: str | N
     return episodes
 
 
-def bag_episode_bins(bag: Path, topic: str, gap_s: float, tokenizer: ActionTokenizer) -> list[np.ndarray]:
-    """The node's decoded actions in a bag as episodes of (T, 7) bins, split where the stream pauses."""
-    from specvla_ros.bags import read_messages
+def bag_episode_bins(bag: Path, topic: str, task_topic: str, gap_s: float, tokenizer: ActionTokenizer
+                     ) -> list[np.ndarray]:
+    """The node's decoded actions in a bag as episodes of (T, 7) bins, split at task messages and
+    where the stream pauses."""
+    from specvla_ros.bags import bag_topics, read_messages
 
+    topics = {topic: ("specvla_ros/msg/DecodeStats",)}
+    if task_topic in bag_topics(bag):
+        topics[task_topic] = ("std_msgs/msg/String",)
     episodes: list[list[np.ndarray]] = []
-    last_ns = None
-    for message, decoded in read_messages(bag, {topic: ("specvla_ros/msg/DecodeStats",)}):
-        if last_ns is None or message.time_ns - last_ns > gap_s * 1e9:
+    last_ns, new_episode = None, True
+    for message, decoded in read_messages(bag, topics):
+        if message.topic == task_topic:
+            new_episode = True
+            continue
+        if new_episode or message.time_ns - last_ns > gap_s * 1e9:
             episodes.append([])
+            new_episode = False
         episodes[-1].append(tokenizer.token_to_bin(np.asarray(decoded.token_ids)))
         last_ns = message.time_ns
     if not episodes:
@@ -69,6 +79,8 @@ def add_build_datastore_arguments(parser: argparse.ArgumentParser) -> None:
                         "its only one)")
     parser.add_argument("--topic", default=DECODE_STATS_TOPIC, help=f"bags: the DecodeStats topic (default "
                         f"{DECODE_STATS_TOPIC})")
+    parser.add_argument("--task-topic", default="/vla/instruction", help="bags: each message here starts an "
+                        "episode (default /vla/instruction; ignored when the bag has no such topic)")
     parser.add_argument("--episode-gap-s", type=float, default=2.0, help="bags: a pause longer than this "
                         "starts a new episode (default 2.0)")
     parser.add_argument("--out", type=Path, required=True, help="the datastore file (.safetensors)")
@@ -84,7 +96,7 @@ def run_build_datastore(args: argparse.Namespace) -> int:
             from specvla_ros.core.loading import load_backbone
 
             vocab = load_backbone(args.target).action_tokenizer.vocab_size
-        episodes = bag_episode_bins(bags[0], args.topic, args.episode_gap_s, ActionTokenizer(vocab))
+        episodes = bag_episode_bins(bags[0], args.topic, args.task_topic, args.episode_gap_s, ActionTokenizer(vocab))
     else:
         if args.target is None:
             raise InputError("demonstrations need --target: its action statistics turn actions into bins")
