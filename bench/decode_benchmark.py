@@ -633,8 +633,10 @@ def main(argv: list[str] | None = None) -> int:
             sweep = tree_sweep(target, head, images[:count], instructions[:count], sweep_relax, args.repeats,
                                grid, compile_mode)
     meta = {"model": str(args.model), "draft": str(args.draft), "observations": len(images),
-            "source": (str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)")
-            + (f", in episode order ({len(set(episodes))} episodes)" if args.temporal else ""),
+            "source": (f"every frame of {args.episodes} closed-loop simulated episodes driven by the target's AR "
+                       f"actions (seeds {args.seed}+)" if args.episodes else
+                       (str(args.data) if args.data else "simulation frames (scripted expert, 3 tasks)")
+                       + (f", in episode order ({len(set(episodes))} episodes)" if args.temporal else "")),
             "temporal": {"relax": temporal_relax, "proposals": list(temporal.proposals),
                          "history": temporal.history} if args.temporal else None,
             "repeats": args.repeats,

@@ -17,9 +17,19 @@ from test.core.test_properties import build, cases, property_settings
 from test.models import make_pair, observations
 
 
-def fused(tree: TreeConfig = TreeConfig(), head: bool = True, relax=0, proposals=("previous", "linear")) -> DecoderConfig:
+def fused(tree: TreeConfig = TreeConfig(), head: bool = True, relax=0, proposals=("previous", "linear"),
+          datastore: str = "") -> DecoderConfig:
     return DecoderConfig(tree=tree, relax_bins=relax, prefill_drafts=True,
-                         temporal=TemporalDraftConfig(enabled=True, draft_head=head, proposals=proposals))
+                         temporal=TemporalDraftConfig(enabled=True, draft_head=head, proposals=proposals,
+                                                      datastore=datastore))
+
+
+def random_datastore(folder, seed: int) -> str:
+    """A datastore of random action bins: its guesses are mostly wrong, which r = 0 must survive."""
+    from specvla_ros.core.retrieval_draft import ActionDatastore
+
+    bins = np.random.default_rng(seed).integers(0, 255, (40, 7)).astype(np.uint8)
+    return str(ActionDatastore.from_episodes([bins[:20], bins[20:]]).save(folder / f"random_{seed}.safetensors"))
 
 
 def test_a_right_guess_costs_one_target_forward() -> None:
@@ -72,15 +82,17 @@ def _frames(seed: int, shape: tuple[int, int, int], count: int) -> list[np.ndarr
     return frames
 
 
-@property_settings(70)
-@given(cases(), st.booleans(), st.sampled_from([("previous", "linear"), ("previous",), ("linear",)]))
-def test_r0_fused_prefill_equals_autoregressive(case, use_head: bool, proposals) -> None:
-    """70 cases x 3 frames: the first frame has no guesses, the next two do (>= 200 fused decodes
-    with the OpenVLA-layout test below)."""
+@property_settings(80)
+@given(cases(), st.booleans(), st.sampled_from([("previous", "before"), ("previous",), ("linear", "before"), ()]))
+def test_r0_fused_prefill_equals_autoregressive(tmp_path_factory, case, use_head: bool, proposals) -> None:
+    """80 cases x 3 frames: the first frame has no guesses, the next two do (160 fused decodes, 200+
+    with the OpenVLA-layout test below); proposals () = retrieval guesses alone, and every fourth
+    case adds a datastore to the temporal guesses."""
     config, seed, draft, text_logit_scale, tree, shape, instruction = case
     target, head = build(config, seed, draft, text_logit_scale)
-    _episode_equals_ar(target, head, fused(tree, use_head, proposals=proposals), _frames(seed, shape, 3),
-                       instruction)
+    datastore = random_datastore(tmp_path_factory.mktemp("store"), seed) if not proposals or seed % 4 == 0 else ""
+    _episode_equals_ar(target, head, fused(tree, use_head, proposals=proposals, datastore=datastore),
+                       _frames(seed, shape, 3), instruction)
 
 
 @pytest.mark.parametrize("use_head", [True, False])

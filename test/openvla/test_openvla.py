@@ -11,10 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from specvla_ros.core.config import DecoderConfig
+from specvla_ros.core.config import DecoderConfig, TreeConfig
+from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.loading import load_backbone, load_decoder
+from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.core.openvla import OpenVLA
 from specvla_ros.core.openvla.preprocessing import center_crop_like_openvla
 from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
@@ -106,6 +108,23 @@ def test_speculative_r0_equals_autoregressive_with_an_eagle_layout_draft(openvla
         np.testing.assert_array_equal(fast.action, plain.action)
         accepted += sum(fast.stats.accepted_per_step)
     assert accepted > 0, "the trained draft never got a token accepted: the test would not exercise commits"
+
+
+@pytest.mark.parametrize("tree", [TreeConfig(), TreeConfig(top_k=2, depth=5, total_tokens=10), TreeConfig(chain=True, depth=3),
+                                  TreeConfig(top_k=6, depth=2), TreeConfig(top_k=3, depth=4, total_tokens=30,
+                                                                            restrict_to_action_tokens=False)])
+@pytest.mark.parametrize("temporal", [False, True])
+def test_r0_equals_autoregressive_for_every_tree_shape(openvla_checkpoint, tree, temporal: bool) -> None:
+    """The static-cache eager path on the OpenVLA layout: 5 trees x temporal off / on x 4 frames."""
+    target = load_backbone(openvla_checkpoint)
+    head = DraftHead.random(target, seed=7, num_heads=4)
+    config = DecoderConfig(tree=tree, temporal=TemporalDraftConfig(enabled=temporal))
+    speculative = build_decoder(target, head, config)
+    autoregressive = build_decoder(target, None, DecoderConfig(mode="autoregressive"))
+    for index, (image, task) in enumerate(observations(8, 4)):
+        image = observations(8, 1)[0][0] if index % 2 else image  # repeats give the temporal guesses a hit
+        assert speculative.decode(image, task, time_s=0.1 * index).token_ids == \
+            autoregressive.decode(image, task).token_ids
 
 
 def test_draft_head_for_another_hidden_size_is_refused(openvla_checkpoint, tmp_path) -> None:
