@@ -117,6 +117,8 @@ def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.
             "fraction_differing": float(np.mean(bins_apart[:, d] > 0)),
             "fraction_moved": float(np.mean(moved[:, d])),
             "bins_mean": float(np.mean(bins_apart[:, d])), "bins_max": int(np.max(bins_apart[:, d])),
+            "bins_p50": float(np.percentile(bins_apart[:, d], 50)), "bins_p99": float(np.percentile(bins_apart[:, d], 99)),
+            "metric_p99": float(np.percentile(metric_apart[:, d], 99)),
             "metric_mean": float(np.mean(metric_apart[:, d])), "metric_max": float(np.max(metric_apart[:, d])),
             "bin_width": float(width[d]),
             "first_difference_bound": float(relax_bins[d] * width[d]),
@@ -132,6 +134,8 @@ def summarize(frames: list[FrameResult], relax_bins: tuple[int, ...], width: np.
         "relax_bins": list(relax_bins),
         "steps_differing_fraction": float(np.mean(bins_apart.max(axis=1) > 0)),   # any token differs
         "steps_moved_fraction": float(np.mean(moved.any(axis=1))),               # the action differs
+        # A relaxed token changes every token after it: how often a token ends up further than its r.
+        "steps_beyond_r_fraction": float(np.mean((bins_apart > np.asarray(relax_bins)).any(axis=1))),
         "zero_width_dimensions": [DIM_NAMES[d] for d in range(len(DIM_NAMES)) if width[d] == 0],
         "range_limit_bins": list(limits),
         "first_difference_rule": {"holds": not violations, "steps_checked": len(firsts), "violations": violations},

@@ -266,10 +266,10 @@ def markdown(summary: dict, meta: dict, worst: list[WorstFrame], width: np.ndarr
         f"model `{meta['model']}`, draft `{meta['draft']}`, relax_bins r = {summary['relax_bins']}, "
         f"device {meta['device']}. Actions are un-normalized and unclamped.", "",
         f"**{headline(summary)}**", "",
-        "| dimension | r | 1 bin | steps: token differs | steps: action differs | max \\|Δ\\| | mean \\|Δ\\| bins | "
-        f"max \\|Δ\\| bins | tokens at bin {low} or {high}: AR, Spec-VLA | "
+        "| dimension | r | 1 bin | steps: token differs | steps: action differs | p99 / max \\|Δ\\| | "
+        f"\\|Δ\\| bins p50 / p99 / max | tokens at bin {low} or {high}: AR, Spec-VLA | "
         "first differences: count, max \\|Δ\\| bins | bound there (r bins) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for dim in summary["dimensions"]:
         unit = dim["unit"]
@@ -277,14 +277,16 @@ def markdown(summary: dict, meta: dict, worst: list[WorstFrame], width: np.ndarr
         moved = "0% (moves nothing)" if dim["zero_width"] else f"{100 * dim['fraction_moved']:.1f}%"
         saturation = dim["saturation"]
         lines.append(f"| {dim['name']} | {dim['r']} | {one_bin} | {100 * dim['fraction_differing']:.1f}% | {moved} | "
-                     f"{_amount(dim['metric_max'], unit)} | {dim['bins_mean']:.2f} | {dim['bins_max']} | "
+                     f"{_amount(dim['metric_p99'], unit)} / {_amount(dim['metric_max'], unit)} | "
+                     f"{dim['bins_p50']:.0f} / {dim['bins_p99']:.0f} / {dim['bins_max']} | "
                      f"{100 * saturation['autoregressive']:.0f}%, {100 * saturation['speculative']:.0f}% | "
                      f"{dim['first_differences']}, {dim['first_difference_bins_max']} | "
                      f"{_amount(dim['first_difference_bound'], unit)} |")
     lines += [
         "",
         f"- Steps whose action differs from AR: **{100 * summary['steps_moved_fraction']:.1f}%**; steps where any "
-        f"token differs: {100 * summary['steps_differing_fraction']:.1f}%.",
+        f"token differs: {100 * summary['steps_differing_fraction']:.1f}%; steps with a token further than its r "
+        f"from AR's (a relaxed token changes the tokens after it): **{100 * summary['steps_beyond_r_fraction']:.1f}%**.",
         f"- Relaxed rule at the first differing token (same prefix, so |Δ| ≤ r): "
         f"**{'holds' if rule['holds'] else 'VIOLATED'}** in {rule['steps_checked'] - len(rule['violations'])}"
         f"/{rule['steps_checked']} differing steps.",

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "tree_calibration.json"
 MAX_CANDIDATES = 3    # each candidate compiles its own step graphs at start-up (about 20 s each on a 2-core CPU)
-TIMING_DECODES = 6
+TIMING_DECODES = 12  # frames each candidate is timed on, interleaved
 
 
 @dataclass(frozen=True)
@@ -92,16 +92,24 @@ def write_calibration(path: str | Path, shapes: list[ShapeStats], source: str) -
     return path
 
 
-def _decode_ms_per_step(decoder: SpeculativeDecoder | AutoregressiveDecoder, frames: list[np.ndarray],
-                        instruction: str) -> float:
-    """Median time of one step after the prefill (draft + verify, or one AR token), timed on frames."""
-    per_step = []
+def _step_ms(decoder: SpeculativeDecoder | AutoregressiveDecoder, image: np.ndarray, instruction: str) -> float:
+    """One decode's time per step after the prefill (draft + verify, or one AR token)."""
+    stats = decoder.decode(image, instruction).stats
+    steps = len(stats.accepted_per_step) or (N_ACTION_DIMS - 1)
+    return (stats.draft_ms + stats.verify_ms) / steps
+
+
+def _interleaved_step_ms(decoders: list[SpeculativeDecoder | AutoregressiveDecoder], frames: list[np.ndarray],
+                         instruction: str) -> list[float]:
+    """Median step time of each decoder, all timed in turn on the same frames (a machine's load
+    changes by the second: side by side, not one after the other)."""
+    times: list[list[float]] = [[] for _ in decoders]
     for image in frames:
-        stats = decoder.decode(image, instruction).stats
-        steps = len(stats.accepted_per_step) or (N_ACTION_DIMS - 1)
-        per_step.append((stats.draft_ms + stats.verify_ms) / steps)
-    decoder.reset()
-    return statistics.median(per_step)
+        for index, decoder in enumerate(decoders):
+            times[index].append(_step_ms(decoder, image, instruction))
+    for decoder in decoders:
+        decoder.reset()
+    return [statistics.median(values) for values in times]
 
 
 def choose_tree(backbone: Backbone, head: DraftHead, config: DecoderConfig, calibration: list[ShapeStats] | None,
@@ -122,18 +130,21 @@ def choose_tree(backbone: Backbone, head: DraftHead, config: DecoderConfig, cali
                                  float(best_case))]
 
     ar = AutoregressiveDecoder(backbone, replace(config, mode="autoregressive"))
-    ar.compile(compile_mode)
-    ar.warm_up()
-    predicted = {"autoregressive": (N_ACTION_DIMS - 1) * _decode_ms_per_step(ar, frames, instruction)}
-    best: TreeConfig | None = None
-    chosen: SpeculativeDecoder | AutoregressiveDecoder = ar
+    decoders: list[SpeculativeDecoder | AutoregressiveDecoder] = [ar]
+    trees = []
     for shape in candidates:
-        tree = replace(shape.tree, restrict_to_action_tokens=config.tree.restrict_to_action_tokens)
-        decoder = build_decoder(backbone, head, replace(config, tree=tree))
+        trees.append(replace(shape.tree, restrict_to_action_tokens=config.tree.restrict_to_action_tokens))
+        decoders.append(build_decoder(backbone, head, replace(config, tree=trees[-1])))
+    for decoder in decoders:
         decoder.compile(compile_mode)
         decoder.warm_up()
+    step_ms = _interleaved_step_ms(decoders, frames, instruction)
+    predicted = {"autoregressive": (N_ACTION_DIMS - 1) * step_ms[0]}
+    best: TreeConfig | None = None
+    chosen: SpeculativeDecoder | AutoregressiveDecoder = ar
+    for tree, shape, decoder, ms in zip(trees, candidates, decoders[1:], step_ms[1:], strict=True):
         label = shape_label(tree)
-        predicted[label] = shape.steps_per_action * _decode_ms_per_step(decoder, frames, instruction)
+        predicted[label] = shape.steps_per_action * ms
         if predicted[label] < min(predicted[name] for name in predicted if name != label):
             best, chosen = tree, decoder
     return TreeChoice(tree=best, predicted_ms=predicted, calibrated=bool(calibration), decoder=chosen)

@@ -32,7 +32,8 @@ def test_lossless_at_r0(pair, bag) -> None:
     assert len(results) == summary["frames"] == 10
     assert summary["steps_differing_fraction"] == 0.0
     for dim in summary["dimensions"]:
-        assert dim["fraction_differing"] == dim["bins_max"] == dim["metric_max"] == 0.0
+        assert dim["fraction_differing"] == dim["bins_max"] == dim["metric_max"] == dim["bins_p99"] == 0.0
+    assert summary["steps_beyond_r_fraction"] == 0.0
     assert summary["first_difference_rule"] == {"holds": True, "steps_checked": 0, "violations": []}
     assert all(r.ar_bins == r.spec_bins and r.ar_action == r.spec_action for r in results)
 
@@ -50,6 +51,10 @@ def test_relaxed_deviation_is_bounded_by_r_at_the_first_differing_token(pair, ba
     rule = summary["first_difference_rule"]
     assert rule["holds"] and rule["steps_checked"] == len(differing) and rule["violations"] == []
     assert summary["steps_differing_fraction"] == pytest.approx(len(differing) / len(results))
+    bins_apart = np.abs(np.array([r.ar_bins for r in results]) - np.array([r.spec_bins for r in results]))
+    assert summary["steps_beyond_r_fraction"] == pytest.approx(np.mean((bins_apart > np.array(relax)).any(axis=1)))
+    for d, dim in enumerate(summary["dimensions"]):  # the whole distribution, not only the first difference
+        assert dim["bins_p50"] <= dim["bins_p99"] <= dim["bins_max"] == bins_apart[:, d].max()
     gripper = summary["dimensions"][6]
     assert gripper["r"] == 0 and gripper["first_differences"] == 0 and gripper["first_difference_bound"] == 0.0
     assert summary["dimensions"][0]["first_difference_bound"] == pytest.approx(3 * width[0])
