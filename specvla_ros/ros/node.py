@@ -2,47 +2,58 @@
 
 Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
 decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
-in safety.py, health in diagnostics.py, parameters in parameters.py.
+in safety.py, health in diagnostics.py (what went wrong, per cause, in incidents.py), parameters
+in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py,
+signals in shutdown.py.
 """
 from __future__ import annotations
 
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult
-from specvla_ros.core.errors import ConfigError, SpecVLAError
+from specvla_ros.core.errors import ConfigError, InputError, SpecVLAError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
 from specvla_ros.ros.image_conversion import to_rgb
+from specvla_ros.ros.incidents import PER_DECODE, WARN, Cause, Incidents, printable
+from specvla_ros.ros.input_budget import ImageTooLarge, TaskTooLong, check_image, check_task
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
-from specvla_ros.ros.parameters import SPECS, check_update
+from specvla_ros.ros.model_check import check_model, verdict
+from specvla_ros.ros.parameters import SPECS, check_update, declare_all, unknown_overrides
 from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
-from specvla_ros.ros.safety import CommandGate, GateSettings, SafetyLimits, TimedAction
+from specvla_ros.ros.safety import Command, CommandGate, GateSettings, SafetyLimits, TimedAction
+from specvla_ros.ros.shutdown import ShutdownRequested, ShutdownSignals, exit_now
 from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
 
 CAMERA_QOS = qos_profile_sensor_data
 TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Enable topic: volatile ignores a value latched before start-up (accept_latched_enable false).
+ENABLE_LIVE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class Decoder(Protocol):
@@ -61,25 +72,33 @@ class SpecVLANode(Node):
 
     def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
         super().__init__("specvla_node", **node_kwargs)
-        for spec in SPECS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        values = declare_all(self)  # ConfigError, one line, on any bad start-up value
+        for warning in unknown_overrides(self):
+            self.get_logger().warning(warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()
         self._task: str | None = None
         self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
-        self._last_error: str | None = None
+        self._incidents = Incidents()
         self._commands_published = 0
+        self._shut_down = False
         self._completions: deque[float] = deque(maxlen=50)
         self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
-        self._gate = CommandGate(self._gate_settings(self._parameter_values()),
-                                 enabled=self._param("start_enabled"))
+        self._gate = CommandGate(self._gate_settings(values), enabled=values["start_enabled"])
 
         self._decoder_config = self._build_decoder_config()
         self._isolation = self._param("inference.isolation")
         self._decoder: Decoder | None = None  # in this process; None when it lives in the decoder process
         self._worker: MailboxWorker[InferenceRequest, ActionResult] = self._start_worker(decoder)
+        try:
+            self._wire()
+        except BaseException:  # a signal or an error after the model loaded: no worker left behind
+            self._worker.stop(timeout_s=self._param("inference.shutdown_timeout_s"))
+            raise
 
+    def _wire(self) -> None:
+        """Publishers, subscriptions, the service and the timers."""
         self._command_pub = self.create_publisher(EndEffectorDelta, self._param("topics.command"), COMMAND_QOS)
         self._twist_pub = (self.create_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
                            if self._param("publish_twist") else None)
@@ -93,7 +112,9 @@ class SpecVLANode(Node):
             self.create_subscription(Image, self._param("topics.image"), self._on_image, CAMERA_QOS)
         self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS)
         if self._param("topics.enable"):
-            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic, TASK_QOS)
+            # A latched value from before start-up must not override start_enabled unless asked.
+            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic,
+                                     TASK_QOS if self._param("accept_latched_enable") else ENABLE_LIVE_QOS)
         self.create_service(SetBool, "~/enable", self._on_enable_service)
 
         self._control_period_s = 1.0 / self._param("control_rate_hz")
@@ -120,6 +141,7 @@ class SpecVLANode(Node):
             restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"),
         )
         return DecoderConfig(
+            action_tokens_only=self._param("decoder.action_tokens_only"),
             mode=self._param("decoder.mode"),
             relax_bins=relax if len(relax) == 7 else relax[0],
             tree=tree,
@@ -144,7 +166,8 @@ class SpecVLANode(Node):
         quantization = self._param("model.quantization")
         return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
                            device=self._param("model.device"), dtype=self._param("model.dtype"),
-                           center_crop=crop, quantization=None if quantization == "auto" else quantization)
+                           center_crop=crop, quantization=None if quantization == "auto" else quantization,
+                           startup_check=self._param("model.startup_check"))
 
     def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
@@ -156,11 +179,14 @@ class SpecVLANode(Node):
             spec = self._decoder_spec()
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
             return ProcessWorker(spec, self._decode_call, self._on_result, self._on_error,
-                                 start_timeout_s=self._param("inference.start_timeout_s"))
+                                 start_timeout_s=self._param("inference.start_timeout_s"),
+                                 heartbeat_timeout_s=self._param("inference.heartbeat_timeout_s"))
         if decoder is None:
             spec = self._decoder_spec()
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device}")
-            decoder = spec.load()
+            decoder = spec.load()  # with the start-up check unless model.startup_check is false
+        elif self._param("model.startup_check"):
+            check_model(decoder, "the decoder passed to SpecVLANode")
         self._decoder = decoder
         return InferenceWorker(self._infer, self._on_result, self._on_error)
 
@@ -188,15 +214,29 @@ class SpecVLANode(Node):
         current = self._parameter_values()
         reason = check_update(updates, current)
         if reason:
-            self.get_logger().warning(f"refused parameter update: {reason}")
+            self._report(Cause.PARAMETER_REFUSED, f"refused parameter update: {reason}")
+            self._incidents.resolve([Cause.PARAMETER_REFUSED])  # shown as recent, not as a lasting state
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy sets the values after this returns; apply the live ones now.
         with self._lock:
-            self._gate.settings = self._gate_settings({**current, **updates})
+            self._gate.update_settings(self._gate_settings({**current, **updates}))
         return SetParametersResult(successful=True)
+
+    def _report(self, cause: Cause, message: str) -> None:
+        """Count an incident and log it, throttled per cause."""
+        line = self._incidents.report(cause, message, time.monotonic())
+        if line is not None:
+            log = self.get_logger().warning if cause.level == WARN else self.get_logger().error
+            log(line)
 
     # ----- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            check_image(msg, self._param("inputs.max_image_pixels"))
+        except InputError as error:  # refused before any decompression or conversion
+            self._report(Cause.IMAGE_TOO_LARGE if isinstance(error, ImageTooLarge) else Cause.IMAGE_REJECTED,
+                         str(error))
+            return
         with self._lock:
             self._last_frame = InferenceRequest(msg, self._task or "", time.monotonic())
             task = self._task
@@ -205,19 +245,22 @@ class SpecVLANode(Node):
 
     def _on_task(self, msg: String) -> None:
         task = msg.data.strip()
+        refusal = None if task else "empty task received: publish a non-empty instruction"
+        try:
+            check_task(task, self._param("inputs.max_task_bytes"))
+        except TaskTooLong as error:
+            refusal = str(error)
         with self._lock:
-            if not task:
-                self._task = None
-                self._gate.invalidate()
-                self._last_error = "empty task received: publish a non-empty instruction"
-                self.get_logger().warning(self._last_error)
-                return
-            if task == self._task:
+            if refusal is None and task == self._task:
                 return
             self._gate.invalidate()  # actions decoded for the old task must not go out
-            self._task = task
+            self._task = None if refusal else task
             frame = self._last_frame
-        self.get_logger().info(f"task: '{task}'")
+        if refusal:  # the old task stops too: the sender meant to change it
+            self._report(Cause.TASK_REJECTED, refusal)
+            return
+        self._incidents.resolve([Cause.TASK_REJECTED])
+        self.get_logger().info(f"task: '{printable(task, 120)}'")
         if frame is not None and time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
             # Answer the new task from the newest frame now, not one camera period later.
             self._worker.submit(InferenceRequest(frame.image, task, frame.received_s))
@@ -260,33 +303,37 @@ class SpecVLANode(Node):
                             normalized=np.asarray(result.normalized, dtype=float),
                             bins=tuple(result.bins), frame_received_s=request.received_s,
                             image_stamp_ns=time_to_ns(image_stamp))
+        problem = verdict(result)  # NaN/inf or a non-action token: never a model command
+        stats = result.stats
         with self._lock:
             if request.task != self._task:
                 return  # the task changed while decoding
-            if not self._gate.offer(timed):
-                self._last_error = f"model produced a non-finite action {result.action}: not published"
-                self.get_logger().error(self._last_error)
-                return
-            self._last_error = None
+            if problem is None:
+                self._gate.offer(timed)
             self._completions.append(time.monotonic())
-            stats = result.stats
             self._latency["draft"].add(stats.draft_ms)
             self._latency["verify"].add(stats.verify_ms)
             self._latency["total"].add(stats.total_ms)
             self._latency["accept"].add(stats.mean_acceptance_length)
+        if problem is None:
+            self._incidents.resolve(PER_DECODE)
+        else:
+            self._report(problem.cause, f"{problem.message}: not published, commands follow stale_action_policy")
+        budget_ms = self._param("latency_budget_ms")
+        if stats.total_ms > budget_ms:
+            self._report(Cause.DECODE_OVER_BUDGET, f"a decode took {stats.total_ms:.0f} ms, over "
+                                                   f"latency_budget_ms ({budget_ms:.0f})")
+        else:
+            self._incidents.resolve([Cause.DECODE_OVER_BUDGET])
         self._stats_pub.publish(decode_stats_msg(result, self.get_clock().now().to_msg(), image_stamp,
                                                  request.image.header.frame_id))
 
     def _on_error(self, request: InferenceRequest, error: BaseException, trace: str) -> None:
-        if isinstance(error, DecoderProcessError):  # every frame fails the same way: log it now and then
-            with self._lock:
-                self._last_error = str(error)
-            self.get_logger().error(str(error), throttle_duration_sec=10.0)
+        if isinstance(error, DecoderProcessError):  # every frame fails the same way
+            self._report(Cause.DECODER_PROCESS, str(error))
             return
-        kind = "bad input" if isinstance(error, SpecVLAError) else "model error"
-        with self._lock:
-            self._last_error = f"{kind}: {error}"
-        self.get_logger().error(f"{kind}: {error}")
+        cause = Cause.IMAGE_REJECTED if isinstance(error, InputError) else Cause.MODEL_ERROR
+        self._report(cause, f"{type(error).__name__}: {error}" if cause == Cause.MODEL_ERROR else str(error))
         if not isinstance(error, SpecVLAError):
             self.get_logger().debug(trace)
 
@@ -294,8 +341,10 @@ class SpecVLANode(Node):
     def _on_control_tick(self) -> None:
         with self._lock:
             command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
-        if command is None:
-            return
+        if command is not None:
+            self._publish(command)
+
+    def _publish(self, command: Command) -> None:
         stamp = self.get_clock().now().to_msg()
         frame_id = self._param("frame_id")
         self._command_pub.publish(command_msg(command, stamp, frame_id))
@@ -307,13 +356,20 @@ class SpecVLANode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         counters = self._worker.counters
+        process = self._worker if isinstance(self._worker, ProcessWorker) else None
+        if process is not None and not process.responsive:  # also when it died between frames
+            self._report(Cause.DECODER_PROCESS, f"decoder process {process.state}: restart the node")
+        elif process is not None:
+            self._incidents.resolve([Cause.DECODER_PROCESS])  # it answers again (was stopped, continued)
         with self._lock:
             recent = [t for t in self._completions if now - t <= 5.0]
             inputs = diagnostics.HealthInputs(
                 task_known=self._task is not None,
                 image_age_s=None if self._last_frame is None else now - self._last_frame.received_s,
                 image_timeout_s=self._param("image_timeout_s"),
-                last_error=self._last_error,
+                incidents=self._incidents.current(now),
+                incident_counts=self._incidents.counts(),
+                decoding_for_s=self._worker.busy_for_s(now),
                 latency_budget_ms=self._param("latency_budget_ms"),
                 dry_run=self._gate.settings.dry_run,
                 enabled=self._gate.enabled,
@@ -328,21 +384,38 @@ class SpecVLANode(Node):
                 total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
             )
             status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
-        if isinstance(self._worker, ProcessWorker):
-            status.values.append(KeyValue(key="decoder_process", value=self._worker.state))
-            if not self._worker.alive:  # also when it died between frames, with no request to fail
-                status.level = DiagnosticStatus.ERROR
-                status.message = f"decoder process {self._worker.state}: restart the node"
+        if process is not None:
+            status.values.append(KeyValue(key="decoder_process", value=process.state))
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self._diag_pub.publish(array)
 
     # ----- shutdown -------------------------------------------------------------------------
-    def destroy_node(self) -> None:
+    def shutdown(self) -> bool:
+        """Stop: the zero commands owed go out now (if commands were flowing), then the worker stops
+        within inference.shutdown_timeout_s. True when nothing of the decoder is left running."""
         worker = getattr(self, "_worker", None)  # absent when start-up failed (e.g. no model)
-        if worker is not None and not worker.stop(timeout_s=2.0):
-            self.get_logger().warning("inference worker still busy after 2 s; leaving it to exit")
+        if worker is None:
+            return True
+        if self._shut_down:
+            return not worker.busy
+        self._shut_down = True
+        with self._lock:
+            stops = self._gate.stop_commands()
+        if stops and getattr(self, "_command_pub", None) is not None:  # None: start-up failed before wiring
+            for command in stops:
+                self._publish(command)
+            self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the process goes
+        timeout_s = self._param("inference.shutdown_timeout_s")
+        stopped = worker.stop(timeout_s=timeout_s)
+        if not stopped:
+            self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; exiting without it")
+        return stopped
+
+    def destroy_node(self) -> None:
+        if getattr(self, "_gate", None) is not None:
+            self.shutdown()
         super().destroy_node()
 
 
@@ -350,9 +423,14 @@ CONTROL_SWITCH_INTERVAL_S = 0.0005
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`."""
-    rclpy.init(args=args)
+    """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`: 0 after SIGINT/SIGTERM,
+    1 with one line on stderr when the configuration or the model is refused."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signals = ShutdownSignals()
+    signals.install()
     node: SpecVLANode | None = None
+    executor: MultiThreadedExecutor | None = None
+    code = 0
     try:
         node = SpecVLANode()
         # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
@@ -361,17 +439,31 @@ def main(args: list[str] | None = None) -> int:
         sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        signals.spin(executor, node.context)
+        if signals.requested:
+            node.get_logger().info(f"{signals.requested}: stopping")
+    except (ShutdownRequested, KeyboardInterrupt, ExternalShutdownException):
         pass
     except SpecVLAError as error:
-        print(f"specvla_node: {error}", file=sys.stderr)
-        return 1
+        print(f"specvla_node: {printable(error, 2000)}", file=sys.stderr)
+        code = 1
+    except Exception as error:  # noqa: BLE001 - a bug: one line, the traceback at debug level
+        rclpy.logging.get_logger("specvla_node").debug(traceback.format_exc())
+        print(f"specvla_node: unexpected {type(error).__name__}: {printable(error, 2000)} (please report it; "
+              "--ros-args --log-level debug shows the traceback)", file=sys.stderr)
+        code = 1
     finally:
+        signals.raise_on_signal = False  # a second Ctrl-C must not interrupt the clean-up
+        clean = True
         if node is not None:
+            clean = node.shutdown()
+            if executor is not None:
+                executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    if not clean:
+        exit_now(code)  # the decoder thread is still inside torch: skip interpreter finalisation
+    return code
 
 
 if __name__ == "__main__":
