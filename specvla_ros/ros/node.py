@@ -78,6 +78,7 @@ class SpecVLANode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # a tick's command and the shutdown zeros never interleave
         self._task: str | None = None
         self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
         self._incidents = Incidents()
@@ -225,9 +226,13 @@ class SpecVLANode(Node):
     def _report(self, cause: Cause, message: str) -> None:
         """Count an incident and log it, throttled per cause."""
         line = self._incidents.report(cause, message, time.monotonic())
-        if line is not None:
-            log = self.get_logger().warning if cause.level == WARN else self.get_logger().error
-            log(line)
+        if line is None:
+            return
+        # One severity per call site: rclpy refuses a log call whose severity changes between calls.
+        if cause.level == WARN:
+            self.get_logger().warning(line)
+        else:
+            self.get_logger().error(line)
 
     # ----- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
@@ -339,10 +344,13 @@ class SpecVLANode(Node):
 
     # ----- outputs --------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
-        with self._lock:
-            command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
-        if command is not None:
-            self._publish(command)
+        with self._publish_lock:
+            if self._shut_down:
+                return
+            with self._lock:
+                command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
+            if command is not None:
+                self._publish(command)
 
     def _publish(self, command: Command) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -400,12 +408,14 @@ class SpecVLANode(Node):
             return True
         if self._shut_down:
             return not worker.busy
-        self._shut_down = True
-        with self._lock:
-            stops = self._gate.stop_commands()
-        if stops and getattr(self, "_command_pub", None) is not None:  # None: start-up failed before wiring
-            for command in stops:
-                self._publish(command)
+        with self._publish_lock:  # after this, no tick publishes: the zeros are the last commands
+            self._shut_down = True
+            with self._lock:
+                stops = self._gate.stop_commands()
+            if stops and getattr(self, "_command_pub", None) is not None:  # None: start-up failed before wiring
+                for command in stops:
+                    self._publish(command)
+        if stops and getattr(self, "_command_pub", None) is not None:
             self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the process goes
         timeout_s = self._param("inference.shutdown_timeout_s")
         stopped = worker.stop(timeout_s=timeout_s)
@@ -422,16 +432,17 @@ class SpecVLANode(Node):
 CONTROL_SWITCH_INTERVAL_S = 0.0005
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`: 0 after SIGINT/SIGTERM,
-    1 with one line on stderr when the configuration or the model is refused."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signals = ShutdownSignals()
-    signals.install()
+def main(args: list[str] | None = None, signals: ShutdownSignals | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM (then 0); 1 with one line on stderr when the configuration
+    or the model is refused. `specvla_node` enters through node_entry.main (handlers before imports)."""
+    if signals is None:
+        signals = ShutdownSignals()
+        signals.install()
     node: SpecVLANode | None = None
     executor: MultiThreadedExecutor | None = None
     code = 0
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = SpecVLANode()
         # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
         # default switch interval; the control timer waits for it. A 0.5 ms interval keeps ticks on time.
@@ -456,9 +467,9 @@ def main(args: list[str] | None = None) -> int:
         signals.raise_on_signal = False  # a second Ctrl-C must not interrupt the clean-up
         clean = True
         if node is not None:
-            clean = node.shutdown()
             if executor is not None:
-                executor.shutdown(timeout_sec=1.0)
+                executor.shutdown(timeout_sec=1.0)  # callbacks in flight finish first
+            clean = node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
     if not clean:

@@ -210,7 +210,7 @@ def check_bounds(low: list[float] | None, high: list[float] | None) -> str | Non
         return None
     if len(low) != len(high):
         return f"action_low and action_high must have the same length, got {len(low)} and {len(high)}"
-    for index, (lo, hi) in enumerate(zip(low, high)):
+    for index, (lo, hi) in enumerate(zip(low, high, strict=True)):
         if lo > hi:
             return f"action_low must not exceed action_high: dimension {index} has {lo} > {hi}"
         if index < MOTION_DIMS and not lo <= 0.0 <= hi:

@@ -4,10 +4,11 @@ rclpy's own handlers shut the context down at the signal, so nothing can be publ
 (no zero commands to stop the arm), and a plain return from main() while the inference thread
 is inside a long torch call aborts the interpreter ("terminate called without an active
 exception", SIGABRT). Instead:
-- `ShutdownSignals` replaces the handlers (rclpy is initialised with SignalHandlerOptions.NO).
-  During start-up a signal raises `ShutdownRequested` (model loading is abandoned; a decoder
-  process already started is ended by its own clean-up); once spinning, it only sets a flag that
-  the spin loop checks every `poll_s`.
+- `ShutdownSignals` replaces the handlers (rclpy is initialised with SignalHandlerOptions.NO),
+  installed by node_entry before torch and rclpy are even imported. During start-up a signal
+  raises `ShutdownRequested` (imports or model loading are abandoned; a decoder process already
+  started is ended by its own clean-up); once spinning, it only sets a flag that the spin loop
+  checks every `poll_s`.
 - The node then publishes its zero commands and stops its worker within a bound, and main()
   shuts rclpy down. If the inference thread is still inside a decode, `exit_now` ends the process
   with os._exit: the decoder's thread cannot be interrupted, and interpreter finalisation under it
@@ -20,9 +21,11 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from rclpy.context import Context
-from rclpy.executors import Executor
+if TYPE_CHECKING:  # this module is imported before rclpy, to catch signals during the heavy imports
+    from rclpy.context import Context
+    from rclpy.executors import Executor
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,7 +51,7 @@ class ShutdownSignals:
         if first and self.raise_on_signal:
             raise ShutdownRequested(self.requested)
 
-    def spin(self, executor: Executor, context: Context, poll_s: float = 0.1) -> None:
+    def spin(self, executor: "Executor", context: "Context", poll_s: float = 0.1) -> None:
         """Spin until a signal arrives or the context shuts down."""
         self.raise_on_signal = False
         while self.requested is None and context.ok():
