@@ -82,19 +82,6 @@ class Rig:
         self.tester.destroy_node()
 
 
-@pytest.fixture
-def make_rig(ros_context):
-    rigs: list[Rig] = []
-
-    def make(decoder, **parameters) -> Rig:
-        rigs.append(Rig(ros_context, decoder, **parameters))
-        return rigs[-1]
-
-    yield make
-    for rig in rigs:
-        rig.close()
-
-
 LIVE = dict(dry_run=False, start_enabled=True, control_rate_hz=20.0, action_timeout_s=0.6, image_timeout_s=0.5)
 
 
