@@ -3,30 +3,25 @@
 Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
 decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
 in safety.py, health in diagnostics.py (what went wrong, per cause, in incidents.py), parameters
-in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py,
-signals in shutdown.py.
+in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py.
+node_entry.py runs it as a process (signals, exit codes).
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
@@ -45,7 +40,6 @@ from specvla_ros.ros.model_check import check_model, verdict
 from specvla_ros.ros.parameters import SPECS, check_update, declare_all, unknown_overrides
 from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
 from specvla_ros.ros.safety import Command, CommandGate, GateSettings, SafetyLimits, TimedAction
-from specvla_ros.ros.shutdown import ShutdownRequested, ShutdownSignals, exit_now
 from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
 
 CAMERA_QOS = qos_profile_sensor_data
@@ -430,55 +424,3 @@ class SpecVLANode(Node):
         if getattr(self, "_gate", None) is not None:
             self.shutdown()
         super().destroy_node()
-
-
-CONTROL_SWITCH_INTERVAL_S = 0.0005
-
-
-def main(args: list[str] | None = None, signals: ShutdownSignals | None = None) -> int:
-    """Run the node until SIGINT/SIGTERM (then 0); 1 with one line on stderr when the configuration
-    or the model is refused. `specvla_node` enters through node_entry.main (handlers before imports)."""
-    if signals is None:
-        signals = ShutdownSignals()
-        signals.install()
-    node: SpecVLANode | None = None
-    executor: MultiThreadedExecutor | None = None
-    code = 0
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = SpecVLANode()
-        # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
-        # default switch interval; the control timer waits for it. A 0.5 ms interval keeps ticks on time.
-        # (With inference.isolation "process" the thread only waits on a pipe; the interval costs nothing.)
-        sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        signals.spin(executor, node.context)
-        if signals.requested:
-            node.get_logger().info(f"{signals.requested}: stopping")
-    except (ShutdownRequested, KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SpecVLAError as error:
-        print(f"specvla_node: {printable(error, 2000)}", file=sys.stderr)
-        code = 1
-    except Exception as error:  # noqa: BLE001 - a bug: one line, the traceback at debug level
-        rclpy.logging.get_logger("specvla_node").debug(traceback.format_exc())
-        print(f"specvla_node: unexpected {type(error).__name__}: {printable(error, 2000)} (please report it; "
-              "--ros-args --log-level debug shows the traceback)", file=sys.stderr)
-        code = 1
-    finally:
-        signals.raise_on_signal = False  # a second Ctrl-C must not interrupt the clean-up
-        clean = True
-        if node is not None:
-            if executor is not None:
-                executor.shutdown(timeout_sec=1.0)  # callbacks in flight finish first
-            clean = node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if not clean:
-        exit_now(code)  # the decoder thread is still inside torch: skip interpreter finalisation
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -159,7 +159,7 @@ def _shutdown_case(tmp_path: Path, isolation: str, signum: int, when: str, jitte
                                COMMAND_QOS)
     images = tester.create_publisher(Image, "/camera/image_raw", CAMERA_QOS)
     tasks = tester.create_publisher(String, "/vla/instruction", TASK_QOS)
-    tasks.publish(String(data="pick up the cube " * 200 if long_task else TASKS[0]))
+    tasks.publish(String(data="pick up the cube " * 100 if long_task else TASKS[0]))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(tester)
     frame = rgb_to_image(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
