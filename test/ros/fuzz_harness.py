@@ -76,7 +76,8 @@ def stamp_ns(stamp) -> int:
 class Auditor:
     """Checks every command and twist against the record in force at its stamp; collects violations."""
 
-    def __init__(self, initial: Allowed, start_ns: int) -> None:
+    def __init__(self, initial: Allowed, start_ns: int, node_name: str = "specvla_node") -> None:
+        self.status_name = f"{node_name}: "  # other nodes' /diagnostics are not this node's
         self._stops = 0
         self._budget: dict[int, int] = {}
         initial = self._with_stop(initial, None)
@@ -158,8 +159,11 @@ class Auditor:
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         now = time.monotonic()
+        ours = [status for status in msg.status if status.name.startswith(self.status_name)]
+        if not ours:
+            return
         self.last_diagnostics_mono = now
-        self.statuses += [(now, stamp_ns(msg.header.stamp), status) for status in msg.status]
+        self.statuses += [(now, stamp_ns(msg.header.stamp), status) for status in ours]
         del self.statuses[:-50]
 
     def check_alive(self, started_mono: float) -> None:
@@ -272,7 +276,7 @@ class FuzzRun:
         self.compressed = compressed
         self.report = Report()
         self.started_mono = time.monotonic()
-        self.auditor = Auditor(Allowed.from_values(self.values, self.enabled), time.time_ns())
+        self.auditor = Auditor(Allowed.from_values(self.values, self.enabled), time.time_ns(), node_name)
         prefix = f"/{node_name}"
         self.image_pub = tester.create_publisher(CompressedImage if compressed else Image, image_topic, CAMERA_QOS)
         self.task_pub = tester.create_publisher(String, "/vla/instruction", TASK_QOS)
