@@ -379,12 +379,14 @@ class FuzzRun:
         self.auditor.violations.append(f"enable topic {enabled} not applied within {timeout_s} s")
 
     # ----- phases ----------------------------------------------------------------------------------
-    def warm_up(self, seconds: float, traffic: Traffic) -> None:
-        """Valid traffic only, then the warm resident memory."""
+    def warm_up(self, seconds: float) -> None:
+        """Valid traffic only, then the warm resident memory. Its frames come from a generator of their
+        own: how many fit in `seconds` depends on the machine, and the fuzz sequence must not."""
+        frames = Traffic(seed=0)
         self.task_pub.publish(String(data=TASKS[0]))
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            self.apply_frame(traffic)
+            self.apply_frame(frames)
             self.spin(0.05)
         self.report.rss_warm_mb = self.handle.rss_bytes() / 2 ** 20
 

@@ -88,7 +88,7 @@ def test_fuzz_live_traffic_keeps_every_invariant(ros_context, tabletop_decoder, 
     run = start_run(ros_context, tabletop_decoder, compressed=compressed)
     try:
         traffic = Traffic(SEED + int(compressed))
-        run.warm_up(2.0, traffic)
+        run.warm_up(2.0)
         run.run(traffic, count=count)
         run.restore_defaults(live_defaults())
         run.probe_causes(probes(run))
@@ -100,7 +100,7 @@ def test_fuzz_live_traffic_keeps_every_invariant(ros_context, tabletop_decoder, 
     assert report.rss_max_mb - report.rss_warm_mb < RSS_BOUND_MB, report.rss_samples
     # The traffic reached every part: model commands, stops, refusals, accepted changes, decodes.
     assert report.commands["model"] > 20 and report.commands["zero"] > 0, report.commands
-    assert report.parameter_sets_accepted > 10 and report.parameter_sets_refused > 10
+    assert report.parameter_sets_accepted > 5 and report.parameter_sets_refused > 5
     assert report.decode_stats > 20 and report.twists > 0
 
 
@@ -244,8 +244,7 @@ class CrashingNode(SpecVLANode):
 def test_fuzz_audit_fails_when_a_command_escapes_its_bounds(ros_context, tabletop_decoder) -> None:
     run = start_run(ros_context, tabletop_decoder, node_class=UnclampedNode)
     try:
-        traffic = Traffic(SEED)
-        run.warm_up(2.0, traffic)
+        run.warm_up(2.0)  # valid frames, commands live: the 10x model commands leave the bounds
         report = run.finish()
     finally:
         close(run)
@@ -256,7 +255,7 @@ def test_fuzz_audit_fails_when_the_node_dies(ros_context, tabletop_decoder) -> N
     run = start_run(ros_context, tabletop_decoder, node_class=CrashingNode)
     try:
         traffic = Traffic(SEED)
-        run.warm_up(1.0, traffic)
+        run.warm_up(1.0)
         run.run(traffic, seconds=3.0)
         run.check()
         violations = list(run.auditor.violations)
