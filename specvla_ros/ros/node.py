@@ -405,14 +405,14 @@ class SpecVLANode(Node):
             return True
         if self._shut_down:
             return not worker.busy
+        wired = getattr(self, "_command_pub", None) is not None  # not when start-up failed before wiring
         with self._publish_lock:  # after this, no tick publishes: the zeros are the last commands
             self._shut_down = True
             with self._lock:
-                stops = self._gate.stop_commands()
-            if stops and getattr(self, "_command_pub", None) is not None:  # None: start-up failed before wiring
-                for command in stops:
-                    self._publish(command)
-        if stops and getattr(self, "_command_pub", None) is not None:
+                stops = self._gate.stop_commands() if wired else []
+            for command in stops:
+                self._publish(command)
+        if stops:
             self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the process goes
         timeout_s = self._param("inference.shutdown_timeout_s")
         stopped = worker.stop(timeout_s=timeout_s)
