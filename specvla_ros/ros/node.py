@@ -72,7 +72,9 @@ class SpecVLANode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()
-        self._publish_lock = threading.Lock()  # a tick's command and the shutdown zeros never interleave
+        # Held from a tick's decision to its publish; every change that can stop commands (enable, dry_run,
+        # bounds, task, shutdown) takes it first, so no command decided before a stop goes out after it.
+        self._publish_lock = threading.Lock()
         self._task: str | None = None
         self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
         self._incidents = Incidents()
@@ -213,7 +215,7 @@ class SpecVLANode(Node):
             self._incidents.resolve([Cause.PARAMETER_REFUSED])  # shown as recent, not as a lasting state
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy sets the values after this returns; apply the live ones now.
-        with self._lock:
+        with self._publish_lock, self._lock:
             self._gate.update_settings(self._gate_settings({**current, **updates}))
         return SetParametersResult(successful=True)
 
@@ -249,7 +251,7 @@ class SpecVLANode(Node):
             check_task(task, self._param("inputs.max_task_bytes"))
         except TaskTooLong as error:
             refusal = str(error)
-        with self._lock:
+        with self._publish_lock, self._lock:
             if refusal is None and task == self._task:
                 return
             self._gate.invalidate()  # actions decoded for the old task must not go out
@@ -276,7 +278,7 @@ class SpecVLANode(Node):
         self._set_enabled(msg.data)
 
     def _set_enabled(self, enabled: bool) -> None:
-        with self._lock:
+        with self._publish_lock, self._lock:
             changed = enabled != self._gate.enabled
             self._gate.set_enabled(enabled)
         if changed:

@@ -80,6 +80,7 @@ class Auditor:
         self.status_name = f"{node_name}: "  # other nodes' /diagnostics are not this node's
         self._stops = 0
         self._budget: dict[int, int] = {}
+        self._zero_stamps: dict[int, list[int]] = {}
         initial = self._with_stop(initial, None)
         self._history: list[tuple[int, int, Allowed]] = [(start_ns, start_ns, initial)]  # (begin, commit, record)
         self.violations: list[str] = []
@@ -137,11 +138,25 @@ class Auditor:
             if np.any(action[MOTION] != 0.0):
                 self.violations.append(f"zero {where} carries motion")
             if not ambiguous and not records[0].live:
-                self._budget[records[0].stop_id] -= 1
-                if self._budget[records[0].stop_id] < 0:
-                    self.violations.append(f"{where}: more zero commands than zero_commands_on_disable after a stop")
+                stop = records[0].stop_id
+                self._budget[stop] -= 1
+                self._zero_stamps.setdefault(stop, []).append(stamp_ns(msg.header.stamp))
+                if self._budget[stop] < 0:
+                    self.violations.append(f"{where}: more zero commands than zero_commands_on_disable after a stop "
+                                           f"({self._describe_stop(stop)})")
         else:
             self.violations.append(f"{where}: unknown source")
+
+    def _describe_stop(self, stop_id: int) -> str:
+        """The changes around a stop and the zero commands counted against it, in ms from its first change."""
+        changes = [(begin, commit, r) for begin, commit, r in self._history if r.stop_id == stop_id]
+        index = next(i for i, (_, _, r) in enumerate(self._history) if r.stop_id == stop_id)
+        origin = changes[0][0]
+        window = self._history[max(0, index - 2): index + len(changes) + 1]
+        history = "; ".join(f"[{(b - origin) / 1e6:.1f}, {(c - origin) / 1e6:.1f}] live={r.live} "
+                            f"N={r.zeros_after_stop} stop={r.stop_id}" for b, c, r in window)
+        zeros = [round((t - origin) / 1e6, 1) for t in self._zero_stamps.get(stop_id, [])]
+        return f"changes {history}; zeros at {zeros}"
 
     def on_twist(self, msg: TwistStamped) -> None:
         self.twists += 1

@@ -263,3 +263,50 @@ def test_fuzz_audit_fails_when_the_node_dies(ros_context, tabletop_decoder) -> N
         close(run)
     assert any("node not alive" in violation and "simulated crash" in violation for violation in violations), \
         violations
+
+
+class SlowPublishNode(SpecVLANode):
+    """Publishing takes 30 ms: a loaded machine preempting the control thread between decision and publish."""
+
+    def _publish(self, command) -> None:
+        time.sleep(0.03)
+        super()._publish(command)
+
+
+def test_no_command_decided_before_a_stop_goes_out_after_it_is_acknowledged(ros_context, tabletop_decoder) -> None:
+    """The soak found it: with the node's multi-threaded executor, a tick that decided a command while
+    live could publish it after the disable's reply. Stop requests now wait for a tick in flight."""
+    import threading
+
+    from rclpy.executors import MultiThreadedExecutor
+
+    parameters = {**FUZZ_PARAMETERS, "control_rate_hz": 50.0}
+    node = SlowPublishNode(decoder=tabletop_decoder, context=ros_context,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
+    node_executor = MultiThreadedExecutor(num_threads=2, context=ros_context)  # as node_entry runs it
+    node_executor.add_node(node)
+    spinner = threading.Thread(target=node_executor.spin, daemon=True)
+    spinner.start()
+    tester = Node("race_tester", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(tester)
+    run = FuzzRun(tester, executor, InProcessNode(node), {**live_defaults(), **parameters},
+                  enable_topic="/fuzz/enable")
+    try:
+        run.warm_up(1.5)
+        for _ in range(12):
+            run.set_enabled(False)
+            run.spin(0.15)
+            run.set_enabled(True)
+            run.spin(0.25)
+            run.set_parameters({"dry_run": True})
+            run.spin(0.15)
+            run.set_parameters({"dry_run": False})
+            run.spin(0.25)
+        report = run.finish()
+    finally:
+        node_executor.shutdown()
+        node.destroy_node()
+        tester.destroy_node()
+    assert report.commands["model"] > 10
+    assert not report.violations, "\n".join(report.violations[:5])
