@@ -42,6 +42,7 @@ from specvla_ros.ros.node import CAMERA_QOS, COMMAND_QOS, TASK_QOS
 from test.ros.fuzz_traffic import TASKS, Input, Traffic
 
 TOLERANCE = 1e-6  # the gripper travels as float32
+IN_FLIGHT = 2 ** 62  # commit time of a change not yet acknowledged
 ALIVE_WITHIN_S = 3.5  # /diagnostics is published at 1 Hz
 MOTION = slice(0, 6)
 
@@ -60,13 +61,30 @@ class Allowed:
 
     @classmethod
     def from_values(cls, values: dict[str, Any], enabled: bool) -> "Allowed":
-        return cls(tuple(values["action_low"]), tuple(values["action_high"]), values["max_linear_speed_mps"],
-                   values["max_angular_speed_radps"], enabled and not values["dry_run"],
-                   values["zero_commands_on_disable"])
+        """ValueError when the values could not bound anything (the node must refuse them)."""
+        dry_run, zeros = values["dry_run"], values["zero_commands_on_disable"]
+        if not isinstance(dry_run, bool) or isinstance(zeros, bool) or not isinstance(zeros, int) or zeros < 0:
+            raise ValueError(f"dry_run {dry_run!r}, zero_commands_on_disable {zeros!r}")
+        return cls(_seven_finite(values["action_low"]), _seven_finite(values["action_high"]),
+                   _finite(values["max_linear_speed_mps"]), _finite(values["max_angular_speed_radps"]),
+                   enabled and not dry_run, zeros)
 
     def within(self, action: np.ndarray) -> bool:
         return bool(np.all(action >= np.asarray(self.low) - TOLERANCE) and
                     np.all(action <= np.asarray(self.high) + TOLERANCE))
+
+
+def _finite(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"not a finite, non-negative number: {value!r}")
+    return float(value)
+
+
+def _seven_finite(values: Any) -> tuple[float, ...]:
+    if not isinstance(values, (list, tuple)) or len(values) != 7 or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) for v in values):
+        raise ValueError(f"not 7 finite numbers: {values!r}")
+    return tuple(float(v) for v in values)
 
 
 def stamp_ns(stamp) -> int:
@@ -83,6 +101,7 @@ class Auditor:
         self._zero_stamps: dict[int, list[int]] = {}
         initial = self._with_stop(initial, None)
         self._history: list[tuple[int, int, Allowed]] = [(start_ns, start_ns, initial)]  # (begin, commit, record)
+        self._what: list[str] = ["start"]  # what each change asked for, for violation reports
         self.violations: list[str] = []
         self.sources: Counter = Counter()
         self.twists = 0
@@ -102,14 +121,25 @@ class Auditor:
     def current(self) -> Allowed:
         return self._history[-1][2]
 
-    def change(self, begin_ns: int, commit_ns: int, record: Allowed) -> None:
+    def change(self, begin_ns: int, commit_ns: int, record: Allowed, what: str = "") -> None:
         """The node was told `record` by a request sent at begin_ns, acknowledged at commit_ns."""
         self._history.append((begin_ns, commit_ns, self._with_stop(record, self.current)))
+        self._what.append(what)
+
+    def propose(self, record: Allowed, what: str) -> None:
+        """A change is being sent: until `settle` or `withdraw`, commands may follow either record. It is
+        registered before sending because the node's commands after it may arrive before its reply."""
+        self.change(time.time_ns(), IN_FLIGHT, record, what)
 
     def settle(self, commit_ns: int) -> None:
-        """The last change, sent without a reply (a topic), is now known to be in force."""
+        """The change in flight is known to be in force (its reply, or /diagnostics, said so)."""
         begin, _, record = self._history[-1]
         self._history[-1] = (begin, commit_ns, record)
+
+    def withdraw(self) -> None:
+        """The change in flight was refused: the record before it stays in force."""
+        self._history.pop()
+        self._what.pop()
 
     def _records_at(self, stamp: int) -> tuple[list[Allowed], bool]:
         """(records that may be in force at `stamp`, whether more than one may be)."""
@@ -133,7 +163,8 @@ class Auditor:
             self.violations.append(f"{where} outside the bounds in force {[(r.low, r.high) for r in records]}")
         if msg.source in (EndEffectorDelta.SOURCE_MODEL, EndEffectorDelta.SOURCE_HOLD):
             if not any(record.live for record in records):
-                self.violations.append(f"{where} published while disabled or in dry-run")
+                self.violations.append(f"{where} published while disabled or in dry-run "
+                                       f"({self._describe(stamp_ns(msg.header.stamp))})")
         elif msg.source == EndEffectorDelta.SOURCE_ZERO:
             if np.any(action[MOTION] != 0.0):
                 self.violations.append(f"zero {where} carries motion")
@@ -143,20 +174,23 @@ class Auditor:
                 self._zero_stamps.setdefault(stop, []).append(stamp_ns(msg.header.stamp))
                 if self._budget[stop] < 0:
                     self.violations.append(f"{where}: more zero commands than zero_commands_on_disable after a stop "
-                                           f"({self._describe_stop(stop)})")
+                                           f"({self._describe(stamp_ns(msg.header.stamp), stop)})")
         else:
             self.violations.append(f"{where}: unknown source")
 
-    def _describe_stop(self, stop_id: int) -> str:
-        """The changes around a stop and the zero commands counted against it, in ms from its first change."""
-        changes = [(begin, commit, r) for begin, commit, r in self._history if r.stop_id == stop_id]
-        index = next(i for i, (_, _, r) in enumerate(self._history) if r.stop_id == stop_id)
-        origin = changes[0][0]
-        window = self._history[max(0, index - 2): index + len(changes) + 1]
-        history = "; ".join(f"[{(b - origin) / 1e6:.1f}, {(c - origin) / 1e6:.1f}] live={r.live} "
-                            f"N={r.zeros_after_stop} stop={r.stop_id}" for b, c, r in window)
-        zeros = [round((t - origin) / 1e6, 1) for t in self._zero_stamps.get(stop_id, [])]
-        return f"changes {history}; zeros at {zeros}"
+    def _describe(self, stamp: int, stop_id: int | None = None) -> str:
+        """The changes around `stamp` (ms relative to it): when each was sent and acknowledged, what it
+        asked for, the record it made; and the zero commands counted against `stop_id`."""
+        last = len(self._history) - 1
+        while last > 0 and self._history[last][0] > stamp:
+            last -= 1
+        lines = []
+        for index in range(max(0, last - 3), min(len(self._history), last + 3)):
+            begin, commit, record = self._history[index]
+            lines.append(f"[{(begin - stamp) / 1e6:+.1f}, {(commit - stamp) / 1e6:+.1f}] {self._what[index]} -> "
+                         f"live={record.live} N={record.zeros_after_stop} stop={record.stop_id}")
+        zeros = [round((t - stamp) / 1e6, 1) for t in self._zero_stamps.get(stop_id, [])] if stop_id else []
+        return "; ".join(lines) + (f"; zeros at {zeros}" if zeros else "")
 
     def on_twist(self, msg: TwistStamped) -> None:
         self.twists += 1
@@ -356,32 +390,49 @@ class FuzzRun:
         elif item.kind == "enable":
             self.set_enabled(item.payload)
         elif item.kind == "enable_topic" and self.enable_pub is not None:
-            self.set_enabled_by_topic(item.payload)
+            # Only a message that flips the state can be seen to arrive (/diagnostics changes); one that
+            # repeats it could arrive after a later service call and undo it, unknown to the audit.
+            self.set_enabled_by_topic(not self.enabled)
 
     def set_parameters(self, updates: dict[str, Any]) -> bool:
         request = SetParametersAtomically.Request()
         request.parameters = [Parameter(name, value=value).to_parameter_msg() for name, value in updates.items()]
-        begin = time.time_ns()
+        proposed = {**self.values, **updates}
+        try:
+            record, valid = Allowed.from_values(proposed, self.enabled), True
+        except ValueError:  # nothing safe could follow these values: the node must refuse them
+            record, valid = self.auditor.current, False
+        self.auditor.propose(record, f"set {updates}")
         response = self._call(self.parameter_client, request)
+        if response is None:
+            self.auditor.violations.append(f"parameters {updates}: no reply")
         if response is None or not response.result.successful:
+            self.auditor.withdraw()
             self.report.parameter_sets_refused += 1
             return False
+        self.auditor.settle(time.time_ns())
         self.report.parameter_sets_accepted += 1
-        self.values.update(updates)
-        self.auditor.change(begin, time.time_ns(), Allowed.from_values(self.values, self.enabled))
+        if not valid:
+            self.auditor.violations.append(f"the node accepted {updates}: non-finite, misshapen or mistyped")
+            return True
+        self.values = proposed
         return True
 
     def set_enabled(self, enabled: bool) -> None:
-        begin = time.time_ns()
+        self.auditor.propose(Allowed.from_values(self.values, enabled), f"enable service {enabled}")
         response = self._call(self.enable_client, SetBool.Request(data=enabled))
-        if response is not None and response.success:
-            self.enabled = enabled
-            self.auditor.change(begin, time.time_ns(), Allowed.from_values(self.values, self.enabled))
+        if response is None or not response.success:
+            self.auditor.violations.append(f"enable service {enabled}: no reply or refused")
+            self.auditor.withdraw()
+            return
+        self.enabled = enabled
+        self.auditor.settle(time.time_ns())
 
     def set_enabled_by_topic(self, enabled: bool, timeout_s: float = 3.0) -> None:
-        """Publish on the enable topic; the change is settled once /diagnostics, stamped after it, agrees."""
+        """Publish on the enable topic; the change is settled once /diagnostics, stamped after it, agrees.
+        `enabled` must differ from the node's state, or the agreement proves nothing."""
         begin = time.time_ns()
-        self.auditor.change(begin, 2 ** 62, Allowed.from_values(self.values, enabled))  # in flight until seen
+        self.auditor.propose(Allowed.from_values(self.values, enabled), f"enable topic {enabled}")
         self.enable_pub.publish(Bool(data=enabled))
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and self.handle.alive():
@@ -392,6 +443,7 @@ class FuzzRun:
                 self.auditor.settle(time.time_ns())
                 return
         self.auditor.violations.append(f"enable topic {enabled} not applied within {timeout_s} s")
+        self.auditor.withdraw()
 
     # ----- phases ----------------------------------------------------------------------------------
     def warm_up(self, seconds: float) -> None:
@@ -484,7 +536,7 @@ class FuzzRun:
         """Stop the node (a stop for the auditor), collect its last messages, fill the report."""
         self.check()
         now = time.time_ns()
-        self.auditor.change(now, now, replace(self.auditor.current, live=False))
+        self.auditor.change(now, now, replace(self.auditor.current, live=False), "shutdown")
         code = (stop or self.handle.stop)()
         self.spin(0.5)
         self.report.exit_code = code
