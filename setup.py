@@ -17,7 +17,7 @@ setup(
     entry_points={
         "console_scripts": [
             "specvla = specvla_ros.cli:main",
-            "specvla_node = specvla_ros.ros.node:main",
+            "specvla_node = specvla_ros.ros.node_entry:main",
             "specvla_sim_bridge = specvla_ros.ros.sim_bridge:main",
         ],
     },

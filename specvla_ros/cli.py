@@ -12,7 +12,7 @@ from typing import Callable
 
 
 def _node(args: argparse.Namespace, rest: list[str]) -> int:
-    from specvla_ros.ros.node import main as node_main
+    from specvla_ros.ros.node_entry import main as node_main
 
     return node_main(["specvla_node", *rest])
 

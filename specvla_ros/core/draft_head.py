@@ -104,14 +104,23 @@ class DraftHead(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, target: Backbone) -> "DraftHead":
         meta = read_config(folder, MODEL_TYPE)
-        missing = [key for key in ("hidden_size", "vocab_size", "num_heads", "intermediate_size") if key not in meta]
+        config_file = Path(folder) / CONFIG_FILE
+        sizes = ("hidden_size", "vocab_size", "num_heads", "intermediate_size")
+        missing = [key for key in sizes if key not in meta]
         if missing:
-            raise CheckpointError(f"{Path(folder) / CONFIG_FILE} lacks {missing}: not a complete draft head checkpoint")
+            raise CheckpointError(f"{config_file} lacks {missing}: not a complete draft head checkpoint")
+        for key in sizes:
+            if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1:
+                raise CheckpointError(f"draft head config {config_file}: {key} must be a positive integer, got "
+                                      f"{meta[key]!r}: the file is corrupt (re-save the head with specvla train-draft)")
+        if meta["hidden_size"] % meta["num_heads"]:
+            raise CheckpointError(f"draft head config {config_file}: hidden_size {meta['hidden_size']} is not a "
+                                  f"multiple of num_heads {meta['num_heads']}: the file is corrupt")
         if meta["hidden_size"] != target.hidden_size or meta["vocab_size"] != target.vocab_size:
             raise CheckpointError(
                 f"draft head in {folder} was trained for hidden size {meta['hidden_size']} and vocabulary "
                 f"{meta['vocab_size']}; the target has {target.hidden_size} and {target.vocab_size}: "
                 "train a draft head for this target (specvla train-draft)")
         head = cls(target, meta["num_heads"], meta["intermediate_size"])
-        load_weights(head, Path(folder) / WEIGHTS_FILE)
+        load_weights(head, Path(folder) / WEIGHTS_FILE, what="draft head")
         return head.to(device=target.device, dtype=target.dtype)

@@ -202,26 +202,29 @@ def read_config(folder: str | Path, model_type: str | None) -> dict:
     return meta
 
 
-def load_weights(module: nn.Module, path: Path, ignore: tuple[str, ...] = ()) -> None:
-    """Load safetensors into `module`, naming the first missing or misshapen tensor."""
+def load_weights(module: nn.Module, path: Path, ignore: tuple[str, ...] = (), what: str = "target model") -> None:
+    """Load safetensors into `module`, naming the first missing or misshapen tensor, and the file:
+    `what` says whose it is (the target model, a draft head), the full path which folder."""
     if not path.is_file():
         pickles = sorted(p.name for p in path.parent.glob("*.bin")) + sorted(p.name for p in path.parent.glob("*.pt"))
         hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" \
             if pickles else ""
-        raise CheckpointError(f"{path} not found{hint}")
+        raise CheckpointError(f"{what} weights {path} not found{hint}")
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError) as bad:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({bad})") from None
+        raise CheckpointError(f"{what} weights {path} is not a readable safetensors file ({bad})") from None
+    disagree = f"the {CONFIG_FILE} beside it disagrees with its tensors, or they are for another model"
     expected = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore)}
     for name, value in expected.items():
         if name not in tensors:
-            raise CheckpointError(f"{path.name} lacks tensor '{name}': the checkpoint is incomplete or for "
-                                  "another model")
+            raise CheckpointError(f"{what} weights {path} lacks tensor '{name}': the checkpoint is incomplete, or "
+                                  f"{disagree}")
         if tensors[name].shape != value.shape:
-            raise CheckpointError(f"{path.name}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
-                                  f"the model expects {tuple(value.shape)}")
+            raise CheckpointError(f"{what} weights {path}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
+                                  f"{CONFIG_FILE} implies {tuple(value.shape)}: {disagree}")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
-        raise CheckpointError(f"{path.name} holds tensors this model does not have, e.g. '{unexpected[0]}'")
+        raise CheckpointError(f"{what} weights {path} holds tensors this model does not have, e.g. "
+                              f"'{unexpected[0]}': {disagree}")
     module.load_state_dict(tensors, strict=False)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from specvla_ros.ros.incidents import Incident
+
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
@@ -42,7 +44,9 @@ class HealthInputs:
     task_known: bool
     image_age_s: float | None          # None: no frame yet
     image_timeout_s: float
-    last_error: str | None             # newest input/model error, cleared by the next good inference
+    incidents: list[tuple[int, Incident]]  # (level, incident), most severe first (Incidents.current)
+    incident_counts: dict[str, int]    # cause -> occurrences since start-up
+    decoding_for_s: float | None       # the decode in flight started this long ago; None when idle
     latency_budget_ms: float
     dry_run: bool
     enabled: bool
@@ -61,8 +65,14 @@ class HealthInputs:
 
 def assess(inputs: HealthInputs) -> tuple[int, str]:
     """(level, message): the most important thing a person should know right now."""
-    if inputs.last_error:
-        return ERROR, inputs.last_error
+    if inputs.incidents and inputs.incidents[0][0] == ERROR:
+        return ERROR, _incident_message(inputs.incidents)
+    budget_s = inputs.latency_budget_ms / 1000.0
+    if inputs.decoding_for_s is not None and inputs.decoding_for_s > budget_s:
+        return WARN, (f"decode_over_budget: a decode has been running for {inputs.decoding_for_s:.1f} s "
+                      f"(latency_budget_ms {inputs.latency_budget_ms:.0f}); commands follow stale_action_policy")
+    if inputs.incidents:
+        return WARN, _incident_message(inputs.incidents)
     if inputs.image_age_s is None:
         return WARN, "waiting for camera"
     if inputs.image_age_s > inputs.image_timeout_s:
@@ -101,6 +111,9 @@ def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> Diag
         "commands_published": str(inputs.commands_published),
         "dry_run": str(inputs.dry_run).lower(),
         "enabled": str(inputs.enabled).lower(),
+        "decoding_for_s": "idle" if inputs.decoding_for_s is None else _fmt(inputs.decoding_for_s),
+        "problems": ", ".join(incident.cause.value for _, incident in inputs.incidents) or "none",
+        **{f"count.{cause}": str(count) for cause, count in inputs.incident_counts.items()},
     }
     return DiagnosticStatus(
         level=level,
@@ -109,6 +122,14 @@ def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> Diag
         hardware_id=hardware_id,
         values=[KeyValue(key=k, value=v) for k, v in values.items()],
     )
+
+
+def _incident_message(incidents: list[tuple[int, Incident]]) -> str:
+    """The first incident's cause and message, and the other causes by name."""
+    first = incidents[0][1]
+    others = [incident.cause.value for _, incident in incidents[1:]]
+    also = f" (also: {', '.join(others)})" if others else ""
+    return f"{first.cause.value}: {first.message}{also}"
 
 
 def _fmt(value: float) -> str:

@@ -2,11 +2,12 @@
 
 Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
 decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
-in safety.py, health in diagnostics.py, parameters in parameters.py.
+in safety.py, health in diagnostics.py (what went wrong, per cause, in incidents.py), parameters
+in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py.
+node_entry.py runs it as a process (signals, exit codes).
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import deque
@@ -14,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -28,23 +28,28 @@ from std_srvs.srv import SetBool
 
 from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult
-from specvla_ros.core.errors import ConfigError, SpecVLAError
+from specvla_ros.core.errors import ConfigError, InputError, SpecVLAError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics
-from specvla_ros.ros.dds_profile import current_setup, use_large_image_profile
+from specvla_ros.ros.dds_profile import current_setup
 from specvla_ros.ros.image_conversion import to_rgb
 from specvla_ros.ros.image_qos import describe_image_qos, image_qos
+from specvla_ros.ros.incidents import PER_DECODE, WARN, Cause, Incidents, printable
+from specvla_ros.ros.input_budget import ImageTooLarge, TaskTooLong, check_image, check_task
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
-from specvla_ros.ros.parameters import SPECS, check_update, compile_setting
+from specvla_ros.ros.model_check import check_model, verdict
+from specvla_ros.ros.parameters import SPECS, check_update, compile_setting, declare_all, unknown_overrides
 from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
-from specvla_ros.ros.safety import CommandGate, GateSettings, SafetyLimits, TimedAction
+from specvla_ros.ros.safety import Command, CommandGate, GateSettings, SafetyLimits, TimedAction
 from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
 
 CAMERA_QOS = qos_profile_sensor_data
 TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Enable topic: volatile ignores a value latched before start-up (accept_latched_enable false).
+ENABLE_LIVE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class Decoder(Protocol):
@@ -63,25 +68,36 @@ class SpecVLANode(Node):
 
     def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
         super().__init__("specvla_node", **node_kwargs)
-        for spec in SPECS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        values = declare_all(self)  # ConfigError, one line, on any bad start-up value
+        for warning in unknown_overrides(self):
+            self.get_logger().warning(warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()
+        # Held from a tick's decision to its publish; every change that can stop commands (enable, dry_run,
+        # bounds, task, shutdown) takes it first, so no command decided before a stop goes out after it.
+        self._publish_lock = threading.Lock()
         self._task: str | None = None
         self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
-        self._last_error: str | None = None
+        self._incidents = Incidents()
         self._commands_published = 0
+        self._shut_down = False
         self._completions: deque[float] = deque(maxlen=50)
         self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
-        self._gate = CommandGate(self._gate_settings(self._parameter_values()),
-                                 enabled=self._param("start_enabled"))
+        self._gate = CommandGate(self._gate_settings(values), enabled=values["start_enabled"])
 
         self._decoder_config = self._build_decoder_config()
         self._isolation = self._param("inference.isolation")
         self._decoder: Decoder | None = None  # in this process; None when it lives in the decoder process
         self._worker: MailboxWorker[InferenceRequest, ActionResult] = self._start_worker(decoder)
+        try:
+            self._wire()
+        except BaseException:  # a signal or an error after the model loaded: no worker left behind
+            self._worker.stop(timeout_s=self._param("inference.shutdown_timeout_s"))
+            raise
 
+    def _wire(self) -> None:
+        """Publishers, subscriptions, the service and the timers."""
         self._command_pub = self.create_publisher(EndEffectorDelta, self._param("topics.command"), COMMAND_QOS)
         self._twist_pub = (self.create_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
                            if self._param("publish_twist") else None)
@@ -99,7 +115,9 @@ class SpecVLANode(Node):
                            "dds_transport": current_setup().describe()}
         self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS)
         if self._param("topics.enable"):
-            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic, TASK_QOS)
+            # A latched value from before start-up must not override start_enabled unless asked.
+            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic,
+                                     TASK_QOS if self._param("accept_latched_enable") else ENABLE_LIVE_QOS)
         self.create_service(SetBool, "~/enable", self._on_enable_service)
 
         self._control_period_s = 1.0 / self._param("control_rate_hz")
@@ -130,6 +148,7 @@ class SpecVLANode(Node):
         tree = TreeConfig(**shape, auto=auto,
                           restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"))
         return DecoderConfig(
+            action_tokens_only=self._param("decoder.action_tokens_only"),
             mode=self._param("decoder.mode"),
             relax_bins=relax if len(relax) == 7 else relax[0],
             tree=tree,
@@ -158,7 +177,8 @@ class SpecVLANode(Node):
         return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
                            device=self._param("model.device"), dtype=self._param("model.dtype"),
                            center_crop=crop, quantization=None if quantization == "auto" else quantization,
-                           compile=compile_setting(self._param("model.compile")))
+                           compile=compile_setting(self._param("model.compile")),
+                           startup_check=self._param("model.startup_check"))
 
     def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
@@ -170,11 +190,14 @@ class SpecVLANode(Node):
             spec = self._decoder_spec()
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
             return ProcessWorker(spec, self._decode_call, self._on_result, self._on_error,
-                                 start_timeout_s=self._param("inference.start_timeout_s"))
+                                 start_timeout_s=self._param("inference.start_timeout_s"),
+                                 heartbeat_timeout_s=self._param("inference.heartbeat_timeout_s"))
         if decoder is None:
             spec = self._decoder_spec()
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device}")
-            decoder = spec.load()
+            decoder = spec.load()  # with the start-up check unless model.startup_check is false
+        elif self._param("model.startup_check"):
+            check_model(decoder, "the decoder passed to SpecVLANode")
         self._decoder = decoder
         return InferenceWorker(self._infer, self._on_result, self._on_error)
 
@@ -202,15 +225,33 @@ class SpecVLANode(Node):
         current = self._parameter_values()
         reason = check_update(updates, current)
         if reason:
-            self.get_logger().warning(f"refused parameter update: {reason}")
+            self._report(Cause.PARAMETER_REFUSED, f"refused parameter update: {reason}")
+            self._incidents.resolve([Cause.PARAMETER_REFUSED])  # shown as recent, not as a lasting state
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy sets the values after this returns; apply the live ones now.
-        with self._lock:
-            self._gate.settings = self._gate_settings({**current, **updates})
+        with self._publish_lock, self._lock:
+            self._gate.update_settings(self._gate_settings({**current, **updates}))
         return SetParametersResult(successful=True)
+
+    def _report(self, cause: Cause, message: str) -> None:
+        """Count an incident and log it, throttled per cause."""
+        line = self._incidents.report(cause, message, time.monotonic())
+        if line is None:
+            return
+        # One severity per call site: rclpy refuses a log call whose severity changes between calls.
+        if cause.level == WARN:
+            self.get_logger().warning(line)
+        else:
+            self.get_logger().error(line)
 
     # ----- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            check_image(msg, self._param("inputs.max_image_pixels"))
+        except InputError as error:  # refused before any decompression or conversion
+            self._report(Cause.IMAGE_TOO_LARGE if isinstance(error, ImageTooLarge) else Cause.IMAGE_REJECTED,
+                         str(error))
+            return
         with self._lock:
             self._last_frame = InferenceRequest(msg, self._task or "", time.monotonic())
             task = self._task
@@ -219,19 +260,22 @@ class SpecVLANode(Node):
 
     def _on_task(self, msg: String) -> None:
         task = msg.data.strip()
-        with self._lock:
-            if not task:
-                self._task = None
-                self._gate.invalidate()
-                self._last_error = "empty task received: publish a non-empty instruction"
-                self.get_logger().warning(self._last_error)
-                return
-            if task == self._task:
+        refusal = None if task else "empty task received: publish a non-empty instruction"
+        try:
+            check_task(task, self._param("inputs.max_task_bytes"))
+        except TaskTooLong as error:
+            refusal = str(error)
+        with self._publish_lock, self._lock:
+            if refusal is None and task == self._task:
                 return
             self._gate.invalidate()  # actions decoded for the old task must not go out
-            self._task = task
+            self._task = None if refusal else task
             frame = self._last_frame
-        self.get_logger().info(f"task: '{task}'")
+        if refusal:  # the old task stops too: the sender meant to change it
+            self._report(Cause.TASK_REJECTED, refusal)
+            return
+        self._incidents.resolve([Cause.TASK_REJECTED])
+        self.get_logger().info(f"task: '{printable(task, 120)}'")
         if frame is not None and time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
             # Answer the new task from the newest frame now, not one camera period later.
             self._worker.submit(InferenceRequest(frame.image, task, frame.received_s))
@@ -248,7 +292,7 @@ class SpecVLANode(Node):
         self._set_enabled(msg.data)
 
     def _set_enabled(self, enabled: bool) -> None:
-        with self._lock:
+        with self._publish_lock, self._lock:
             changed = enabled != self._gate.enabled
             self._gate.set_enabled(enabled)
         if changed:
@@ -274,42 +318,54 @@ class SpecVLANode(Node):
                             normalized=np.asarray(result.normalized, dtype=float),
                             bins=tuple(result.bins), frame_received_s=request.received_s,
                             image_stamp_ns=time_to_ns(image_stamp))
+        problem = verdict(result)  # NaN/inf or a non-action token: never a model command
+        stats = result.stats
         with self._lock:
             if request.task != self._task:
                 return  # the task changed while decoding
-            if not self._gate.offer(timed):
-                self._last_error = f"model produced a non-finite action {result.action}: not published"
-                self.get_logger().error(self._last_error)
-                return
-            self._last_error = None
+            if problem is None:
+                self._gate.offer(timed)
             self._completions.append(time.monotonic())
-            stats = result.stats
             self._latency["draft"].add(stats.draft_ms)
             self._latency["verify"].add(stats.verify_ms)
             self._latency["total"].add(stats.total_ms)
             self._latency["accept"].add(stats.mean_acceptance_length)
+        if problem is None:
+            self._incidents.resolve(PER_DECODE)
+        else:
+            self._report(problem.cause, f"{problem.message}: not published, commands follow stale_action_policy")
+        budget_ms = self._param("latency_budget_ms")
+        # The whole job (conversion, transfer to a decoder process, decoding), still timed by the worker here.
+        elapsed_ms = max(stats.total_ms, 1000.0 * (self._worker.busy_for_s() or 0.0))
+        if elapsed_ms > budget_ms:
+            self._report(Cause.DECODE_OVER_BUDGET, f"a decode took {elapsed_ms:.0f} ms (the decoder's own "
+                                                   f"{stats.total_ms:.0f} ms), over latency_budget_ms "
+                                                   f"({budget_ms:.0f})")
+        else:
+            self._incidents.resolve([Cause.DECODE_OVER_BUDGET])
         self._stats_pub.publish(decode_stats_msg(result, self.get_clock().now().to_msg(), image_stamp,
                                                  request.image.header.frame_id))
 
     def _on_error(self, request: InferenceRequest, error: BaseException, trace: str) -> None:
-        if isinstance(error, DecoderProcessError):  # every frame fails the same way: log it now and then
-            with self._lock:
-                self._last_error = str(error)
-            self.get_logger().error(str(error), throttle_duration_sec=10.0)
+        if isinstance(error, DecoderProcessError):  # every frame fails the same way
+            self._report(Cause.DECODER_PROCESS, str(error))
             return
-        kind = "bad input" if isinstance(error, SpecVLAError) else "model error"
-        with self._lock:
-            self._last_error = f"{kind}: {error}"
-        self.get_logger().error(f"{kind}: {error}")
+        cause = Cause.IMAGE_REJECTED if isinstance(error, InputError) else Cause.MODEL_ERROR
+        self._report(cause, f"{type(error).__name__}: {error}" if cause == Cause.MODEL_ERROR else str(error))
         if not isinstance(error, SpecVLAError):
             self.get_logger().debug(trace)
 
     # ----- outputs --------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
-        with self._lock:
-            command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
-        if command is None:
-            return
+        with self._publish_lock:
+            if self._shut_down:
+                return
+            with self._lock:
+                command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
+            if command is not None:
+                self._publish(command)
+
+    def _publish(self, command: Command) -> None:
         stamp = self.get_clock().now().to_msg()
         frame_id = self._param("frame_id")
         self._command_pub.publish(command_msg(command, stamp, frame_id))
@@ -321,13 +377,20 @@ class SpecVLANode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         counters = self._worker.counters
+        process = self._worker if isinstance(self._worker, ProcessWorker) else None
+        if process is not None and not process.responsive:  # also when it died between frames
+            self._report(Cause.DECODER_PROCESS, f"decoder process {process.state}: restart the node")
+        elif process is not None:
+            self._incidents.resolve([Cause.DECODER_PROCESS])  # it answers again (was stopped, continued)
         with self._lock:
             recent = [t for t in self._completions if now - t <= 5.0]
             inputs = diagnostics.HealthInputs(
                 task_known=self._task is not None,
                 image_age_s=None if self._last_frame is None else now - self._last_frame.received_s,
                 image_timeout_s=self._param("image_timeout_s"),
-                last_error=self._last_error,
+                incidents=self._incidents.current(now),
+                incident_counts=self._incidents.counts(),
+                decoding_for_s=self._worker.busy_for_s(now),
                 latency_budget_ms=self._param("latency_budget_ms"),
                 dry_run=self._gate.settings.dry_run,
                 enabled=self._gate.enabled,
@@ -343,52 +406,38 @@ class SpecVLANode(Node):
             )
             status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
         status.values += [KeyValue(key=key, value=value) for key, value in self._transport.items()]
-        if isinstance(self._worker, ProcessWorker):
-            status.values.append(KeyValue(key="decoder_process", value=self._worker.state))
-            if not self._worker.alive:  # also when it died between frames, with no request to fail
-                status.level = DiagnosticStatus.ERROR
-                status.message = f"decoder process {self._worker.state}: restart the node"
+        if process is not None:
+            status.values.append(KeyValue(key="decoder_process", value=process.state))
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self._diag_pub.publish(array)
 
     # ----- shutdown -------------------------------------------------------------------------
-    def destroy_node(self) -> None:
+    def shutdown(self) -> bool:
+        """Stop: the zero commands owed go out now (if commands were flowing), then the worker stops
+        within inference.shutdown_timeout_s. True when nothing of the decoder is left running."""
         worker = getattr(self, "_worker", None)  # absent when start-up failed (e.g. no model)
-        if worker is not None and not worker.stop(timeout_s=2.0):
-            self.get_logger().warning("inference worker still busy after 2 s; leaving it to exit")
+        if worker is None:
+            return True
+        if self._shut_down:
+            return not worker.busy
+        wired = getattr(self, "_command_pub", None) is not None  # not when start-up failed before wiring
+        with self._publish_lock:  # after this, no tick publishes: the zeros are the last commands
+            self._shut_down = True
+            with self._lock:
+                stops = self._gate.stop_commands() if wired else []
+            for command in stops:
+                self._publish(command)
+        if stops:
+            self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the process goes
+        timeout_s = self._param("inference.shutdown_timeout_s")
+        stopped = worker.stop(timeout_s=timeout_s)
+        if not stopped:
+            self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; exiting without it")
+        return stopped
+
+    def destroy_node(self) -> None:
+        if getattr(self, "_gate", None) is not None:
+            self.shutdown()
         super().destroy_node()
-
-
-CONTROL_SWITCH_INTERVAL_S = 0.0005
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `specvla_node` / `ros2 run specvla_ros specvla_node`."""
-    use_large_image_profile()  # before the participant exists (dds_profile.py says when it applies)
-    rclpy.init(args=args)
-    node: SpecVLANode | None = None
-    try:
-        node = SpecVLANode()
-        # The inference thread runs Python-heavy decoding and holds the GIL for most of each 5 ms
-        # default switch interval; the control timer waits for it. A 0.5 ms interval keeps ticks on time.
-        # (With inference.isolation "process" the thread only waits on a pipe; the interval costs nothing.)
-        sys.setswitchinterval(CONTROL_SWITCH_INTERVAL_S)
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SpecVLAError as error:
-        print(f"specvla_node: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

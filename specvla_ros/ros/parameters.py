@@ -6,10 +6,16 @@ effect at start-up, where the model loads.
 """
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, ParameterException
+from rclpy.node import Node
+
+from specvla_ros.core.errors import ConfigError
 
 from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
 
@@ -66,6 +72,8 @@ class ParamSpec:
             values = [value]
         if self.low is not None:
             for item in values:
+                if isinstance(item, float) and not math.isfinite(item):
+                    return f"{self.name} must be a finite number, got {item}"
                 if not self.low <= item <= self.high:
                     return f"{self.name} must lie in [{self.low}, {self.high}], got {item}"
         return None
@@ -110,6 +118,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "Needs temporal_draft.enabled; r = 0 stays lossless.", read_only=True),
     ParamSpec("decoder.tree.restrict_to_action_tokens", True, "Draft only among the 256 action tokens.",
               read_only=True),
+    ParamSpec("decoder.action_tokens_only", False, "Constrained greedy: the target chooses among the action "
+              "tokens only. false (default): the model's own argmax; an action holding a text or padding id "
+              "is then refused (diagnostics WARN, stale-action policy) instead of published.", read_only=True),
     # temporal drafting: guesses from the robot's own recent actions join the draft tree
     ParamSpec("temporal_draft.enabled", False, "Add draft branches guessed from the last decoded actions of the "
               "same task (speculative mode; r = 0 stays lossless).", read_only=True),
@@ -135,6 +146,22 @@ SPECS: tuple[ParamSpec, ...] = (
               choices=ISOLATION_MODES, read_only=True),
     ParamSpec("inference.start_timeout_s", 300.0, "inference.isolation process: start-up fails when the child "
               "has not loaded the model within this time.", low=1.0, high=3600.0, read_only=True),
+    ParamSpec("inference.heartbeat_timeout_s", 3.0, "inference.isolation process: the decoder process is "
+              "reported as not responding (diagnostics ERROR) after this long without its heartbeat.",
+              low=0.5, high=600.0, read_only=True),
+    ParamSpec("inference.shutdown_timeout_s", 2.0, "On shutdown, wait this long for the decode in flight; then "
+              "the decoder process is killed (process) or the node exits without it (thread).", low=0.1,
+              high=60.0, read_only=True),
+    ParamSpec("model.startup_check", True, "At start-up, decode a synthetic frame and refuse to start when the "
+              "logits are NaN/inf or a token falls outside the action range (a broken checkpoint).",
+              read_only=True),
+    # input budgets: a message over them is refused and reported, never decoded
+    ParamSpec("inputs.max_task_bytes", 256, "Longest task instruction accepted, in UTF-8 bytes (a bound on its "
+              "tokens: decode cost grows with its square). A longer task is refused, not truncated.",
+              low=1, high=65536),
+    ParamSpec("inputs.max_image_pixels", 3840 * 2160, "Largest camera frame accepted (width x height); "
+              "compressed frames are checked from their header, before decompression.", low=1,
+              high=100_000_000),
     # topics
     ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "
@@ -149,6 +176,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("topics.twist", "/servo_node/delta_twist_cmds", "TwistStamped output for MoveIt Servo "
               "(used when publish_twist is true).", read_only=True),
     ParamSpec("topics.enable", "", "Optional std_msgs/Bool enable topic; empty = service only.", read_only=True),
+    ParamSpec("accept_latched_enable", False, "false: the enable topic's value from before start-up is ignored "
+              "(start_enabled decides; messages published after start-up apply). true: the last value "
+              "latched (transient local) before start-up applies too.", read_only=True),
     ParamSpec("publish_twist", False, "Also publish geometry_msgs/TwistStamped (deltas / control period).",
               read_only=True),
     ParamSpec("frame_id", "base_link", "frame_id stamped on commands: the frame the deltas are expressed in."),
@@ -186,6 +216,9 @@ def compile_setting(value: str | bool) -> str:
     return value
 
 
+MOTION_DIMS = 6  # dx dy dz droll dpitch dyaw; the 7th is the gripper
+
+
 def check_update(updates: dict[str, Any], current: dict[str, Any]) -> str | None:
     """Why a set of parameter updates must be refused, or None to accept it."""
     merged = {**current, **updates}
@@ -196,7 +229,77 @@ def check_update(updates: dict[str, Any], current: dict[str, Any]) -> str | None
         reason = spec.check(value)
         if reason:
             return reason
-    low, high = merged.get("action_low"), merged.get("action_high")
-    if low is not None and high is not None and any(lo > hi for lo, hi in zip(low, high, strict=True)):
-        return "action_low must not exceed action_high in any dimension"
+    return check_bounds(merged.get("action_low"), merged.get("action_high"))
+
+
+def check_startup(values: dict[str, Any]) -> str | None:
+    """Why the parameters a node starts with must be refused (every value, as on update), or None."""
+    return check_update(values, values)
+
+
+def check_bounds(low: list[float] | None, high: list[float] | None) -> str | None:
+    """action_low / action_high as a pair: low <= high, and zero motion inside, so a stop can be sent."""
+    if low is None or high is None:
+        return None
+    if len(low) != len(high):
+        return f"action_low and action_high must have the same length, got {len(low)} and {len(high)}"
+    for index, (lo, hi) in enumerate(zip(low, high, strict=True)):
+        if lo > hi:
+            return f"action_low must not exceed action_high: dimension {index} has {lo} > {hi}"
+        if index < MOTION_DIMS and not lo <= 0.0 <= hi:
+            return (f"action_low/action_high must contain 0 in the motion dimensions (a stop must be sendable): "
+                    f"dimension {index} is [{lo}, {hi}]")
     return None
+
+
+
+def declare_all(node: Node) -> dict[str, Any]:
+    """Declare every parameter on `node` and check the values it starts with, as an update would be.
+
+    Raises ConfigError naming the first bad parameter in one line (rclpy's own refusals included:
+    a wrong type, a value out of a declared range). Returns name -> value.
+    """
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them there (Humble and later)
+    for spec in SPECS:
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except ParameterException as error:
+            override = overrides.get(spec.name)
+            raise ConfigError(_refusal(spec, None if override is None else override.value, error)) from None
+    values = {spec.name: node.get_parameter(spec.name).value for spec in SPECS}
+    reason = check_startup(values)
+    if reason:
+        raise ConfigError(f"refused start-up parameters: {reason}")
+    return values
+
+
+def unknown_overrides(node: Node) -> list[str]:
+    """One warning per parameter given at start-up that the node does not have (a typo is silently
+    ignored by ROS: `dryrun:=false` leaves dry_run at its default)."""
+    overrides = getattr(node, "_parameter_overrides", {})
+    warnings = []
+    for name in sorted(overrides):
+        if node.has_parameter(name) or name.startswith("qos_overrides."):
+            continue
+        close = difflib.get_close_matches(name, SPECS_BY_NAME, n=1)
+        warnings.append(f"unknown parameter '{name}' ignored" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return warnings
+
+
+def _refusal(spec: ParamSpec, value: Any, error: ParameterException) -> str:
+    """A one-line reason for rclpy's refusal of a start-up value."""
+    if isinstance(error, InvalidParameterTypeException):
+        expected = _type_name(spec.default)
+        hint = ""
+        if "double" in expected and ("INTEGER" in str(error)):
+            hint = " (write floats with a decimal point: 10.0, not 10)"
+        given = "" if value is None else f", got {value!r}"
+        return f"parameter {spec.name} must be {expected}{given}{hint}"
+    reason = spec.check(value) if value is not None else None
+    return f"parameter {spec.name}: {reason or str(error).splitlines()[0]}"
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, list):
+        return f"a list of {_type_name(default[0]).split(' ', 1)[1]}s" if default else "a list"
+    return {bool: "a bool", int: "an integer", float: "a double", str: "a string"}[type(default)]

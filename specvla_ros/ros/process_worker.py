@@ -16,10 +16,17 @@ A child that dies (out-of-memory kill, a native crash, a CUDA fault) is not rest
 in flight and every later one fail with `DecoderProcessError` (counted, logged, on /diagnostics),
 commands fall to the stale-action policy after `action_timeout_s`, and a person restarts the node.
 A silent restart would hide the fault, could loop on a deterministic crash, and for a 7B model takes
-tens of seconds and the GPU memory again.
+tens of seconds and the GPU memory again. A child that lives but stops answering (stopped, or hung
+holding its interpreter) is caught by its heartbeat: a thread in the child stamps a shared clock
+every `HEARTBEAT_PERIOD_S`, and `state` says "not responding" once the stamp is older than the
+node's `inference.heartbeat_timeout_s`.
+
+The child ignores SIGINT and SIGTERM (a Ctrl-C or a service manager signals the whole process
+group): the parent decides when it ends, and kills it if a decode outlasts the shutdown bound.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -36,9 +43,12 @@ import torch
 
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import ActionResult
-from specvla_ros.core.errors import SpecVLAError
+from specvla_ros.core.errors import CheckpointError, SpecVLAError
 from specvla_ros.core.loading import load_decoder
+from specvla_ros.ros.model_check import check_model
 from specvla_ros.ros.worker import MailboxWorker, Request, WorkerStopped
+
+HEARTBEAT_PERIOD_S = 0.25
 
 
 class DecoderProcessError(SpecVLAError):
@@ -85,12 +95,24 @@ class DecoderSpec:
     quantization: str | None = None
     compile: str = "off"
     torch_threads: int = field(default_factory=torch.get_num_threads)
+    startup_check: bool = True  # decode a synthetic frame after loading (model_check.check_model)
 
     def load(self) -> Decoder:
         if self.torch_threads > 0 and torch.get_num_threads() != self.torch_threads:
             torch.set_num_threads(self.torch_threads)
-        return load_decoder(self.model_path, self.draft_path, self.config, device=self.device, dtype=self.dtype,
-                            center_crop=self.center_crop, quantization=self.quantization, compile=self.compile)
+        try:
+            decoder = load_decoder(self.model_path, self.draft_path, self.config, device=self.device,
+                                   dtype=self.dtype, center_crop=self.center_crop, quantization=self.quantization,
+                                   compile=self.compile)
+        except SpecVLAError:
+            raise
+        except Exception as error:  # a corruption the loaders do not name: still one line, still typed
+            raise CheckpointError(f"model.path '{self.model_path}' (model.draft_path '{self.draft_path or ''}') "
+                                  f"could not be loaded: {type(error).__name__}: {str(error).strip()}; a config.json "
+                                  "there may be corrupt") from error
+        if self.startup_check:
+            check_model(decoder, f"model.path '{self.model_path}'")
+        return decoder
 
 
 @dataclass(frozen=True)
@@ -117,10 +139,20 @@ def _portable(error: BaseException) -> BaseException:
         return RemoteDecodeError(f"{type(error).__name__}: {error}")
 
 
-def _serve(spec: DecoderSpec, conn: Connection) -> None:
+def _beat(heartbeat: Any) -> None:
+    """The child's heartbeat: stamp the shared clock until the process ends (a daemon thread)."""
+    while True:
+        heartbeat.value = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
+        time.sleep(HEARTBEAT_PERIOD_S)
+
+
+def _serve(spec: DecoderSpec, conn: Connection, heartbeat: Any = None) -> None:
     """The child: load the decoder, say so, then answer ("decode", call) until ("stop",) or EOF."""
-    # Ctrl-C reaches the whole process group; the parent decides when this process ends.
+    # Ctrl-C and service managers signal the whole process group; the parent decides when this ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if heartbeat is not None:
+        threading.Thread(target=_beat, args=(heartbeat,), name="specvla_heartbeat", daemon=True).start()
     try:
         decoder = spec.load()
     except BaseException as error:
@@ -176,6 +208,7 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         on_error: Callable[[Request, BaseException, str], None],
         name: str = "specvla_inference",
         start_timeout_s: float = 300.0,
+        heartbeat_timeout_s: float = 3.0,
     ) -> None:
         super().__init__(on_result, on_error, name)
         self._prepare = prepare
@@ -183,9 +216,12 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         self.start_notes: list[str] = []  # what the child's loading decided, for the node's log
         self._send_lock = threading.Lock()
         self._failure: str | None = None  # why the child can no longer serve, once it died
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         context = multiprocessing.get_context("spawn")
+        self._heartbeat = context.RawValue(ctypes.c_double, 0.0)  # written by the child only
         self._conn, child_conn = context.Pipe(duplex=True)
-        self._process = context.Process(target=_serve, args=(spec, child_conn), name=f"{name}_process", daemon=True)
+        self._process = context.Process(target=_serve, args=(spec, child_conn, self._heartbeat),
+                                        name=f"{name}_process", daemon=True)
         self._process.start()
         child_conn.close()  # only the child holds its end: its exit shows here as EOF
         try:
@@ -205,11 +241,26 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         return self._process.is_alive()
 
     @property
+    def heartbeat_age_s(self) -> float | None:
+        """Seconds since the child's last heartbeat; None before its first."""
+        stamp = self._heartbeat.value
+        return None if stamp == 0.0 else time.monotonic() - stamp
+
+    @property
+    def responsive(self) -> bool:
+        """Alive and its heartbeat younger than heartbeat_timeout_s."""
+        age = self.heartbeat_age_s
+        return self.alive and (age is None or age <= self.heartbeat_timeout_s)
+
+    @property
     def state(self) -> str:
-        """For diagnostics: 'running (pid N)' or how the child ended."""
-        if self._process.is_alive():
-            return f"running (pid {self._process.pid})"
-        return describe_exit(self._process.exitcode)
+        """For diagnostics: 'running (pid N)', 'not responding ...' or how the child ended."""
+        if not self._process.is_alive():
+            return describe_exit(self._process.exitcode)
+        if not self.responsive:
+            return (f"not responding: no heartbeat for {self.heartbeat_age_s:.1f} s (pid {self._process.pid}; "
+                    f"stopped or hung)")
+        return f"running (pid {self._process.pid})"
 
     def _await_ready(self, timeout_s: float) -> None:
         started = time.monotonic()
@@ -277,22 +328,24 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         """
         deadline = time.monotonic() + timeout_s
         self._request_stop()
-        try:
-            with self._send_lock:
+        # The worker thread may hold the lock, blocked writing a frame to a child that stopped reading.
+        if self._send_lock.acquire(timeout=min(0.2, timeout_s)):
+            try:
                 self._conn.send(("stop",))
-        except (OSError, ValueError):
-            pass
+            except (OSError, ValueError):
+                pass
+            finally:
+                self._send_lock.release()
         self._end_process(grace_s=max(0.0, deadline - time.monotonic()))
-        self._thread.join(max(0.1, deadline - time.monotonic()))
+        self._thread.join(max(0.5, deadline - time.monotonic()))
         if not self._thread.is_alive():
             self._conn.close()
         return not self._process.is_alive() and not self._thread.is_alive()
 
     def _end_process(self, grace_s: float) -> None:
+        """Wait grace_s for the child to finish, then kill it (it ignores SIGTERM; SIGKILL also ends a
+        stopped process)."""
         self._process.join(grace_s)
         if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(1.0)
-        if self._process.is_alive():
             self._process.kill()
-            self._process.join(1.0)
+            self._process.join(2.0)

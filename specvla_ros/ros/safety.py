@@ -64,7 +64,7 @@ class Command:
 
 
 def clamp_action(action: np.ndarray, limits: SafetyLimits) -> tuple[np.ndarray, bool]:
-    """Clamp per dimension; report whether anything changed."""
+    """Clamp per dimension; report whether anything changed (NaN stays NaN: callers refuse it)."""
     clamped = np.clip(action, limits.action_low, limits.action_high)
     return clamped, bool(np.any(clamped != action))
 
@@ -77,13 +77,16 @@ class CommandGate:
     """Decides, per control tick, what (if anything) goes out on the command topics.
 
     Rules, in order:
-    - nothing in dry-run;
+    - in dry-run: `zero_commands_on_disable` zero commands right after dry_run was switched on while
+      commands flowed (the arm may be moving), then nothing;
     - while disabled or without a valid task: `zero_commands_on_disable` zero commands right after
       disabling or losing the task, then nothing (nothing at all before the first task);
     - enabled with a task but no action decoded for it yet: zero motion;
     - a model action younger than `action_timeout_s` (age from the camera frame's arrival) goes out
       clamped; an older one is replaced by zero motion (gripper kept) or held, by policy;
     - a non-finite action never reaches this gate (the worker drops it), and is refused here too.
+    Whatever produced a command (model, hold, zero), it is clamped to the limits in force when it
+    leaves, and a command that is still not finite is never returned.
     """
 
     def __init__(self, settings: GateSettings, enabled: bool) -> None:
@@ -97,8 +100,28 @@ class CommandGate:
     def enabled(self) -> bool:
         return self._enabled
 
+    @property
+    def live(self) -> bool:
+        """Commands may flow: enabled and not in dry-run (the arm may be moving)."""
+        return self._enabled and not self.settings.dry_run
+
+    def update_settings(self, settings: GateSettings) -> None:
+        """New live parameters; switching dry_run on while live owes the zero commands."""
+        if settings.dry_run != self.settings.dry_run:
+            self._zeros_owed = settings.zero_commands_on_disable if settings.dry_run and self.live else 0
+        self.settings = settings
+
+    def stop_commands(self) -> list[Command]:
+        """Disable now and return every zero command owed (shutdown: published at once, not per tick)."""
+        self.set_enabled(False)
+        commands = []
+        while self._zeros_owed > 0:
+            self._zeros_owed -= 1
+            commands.append(self._checked(self._zero()))
+        return [command for command in commands if command is not None]
+
     def set_enabled(self, enabled: bool) -> None:
-        if self._enabled and not enabled:
+        if self.live and not enabled:
             self._zeros_owed = self.settings.zero_commands_on_disable
         if enabled:
             self._zeros_owed = 0
@@ -113,14 +136,15 @@ class CommandGate:
 
     def invalidate(self) -> None:
         """Forget the latest action (the task changed or became invalid); stop with zeros."""
-        if self._latest is not None:
+        if self._latest is not None and self.live:
             self._zeros_owed = self.settings.zero_commands_on_disable
         self._latest = None
 
     def next_command(self, now_s: float, task_known: bool) -> Command | None:
-        if self.settings.dry_run:
-            return None
-        if not (self._enabled and task_known):
+        return self._checked(self._choose(now_s, task_known))
+
+    def _choose(self, now_s: float, task_known: bool) -> Command | None:
+        if self.settings.dry_run or not (self._enabled and task_known):
             if self._zeros_owed > 0:
                 self._zeros_owed -= 1
                 return self._zero()
@@ -134,10 +158,22 @@ class CommandGate:
             return self._from_model(latest, Source.HOLD)
         return self._zero()
 
+    def _checked(self, command: Command | None) -> Command | None:
+        """The command clamped to the current limits; None if it is (still) not finite."""
+        if command is None:
+            return None
+        action, clamped = clamp_action(command.action, self.settings.limits)
+        if not is_finite_action(action):
+            return None
+        if command.source == Source.ZERO and np.any(action[:6] != 0.0):
+            return None  # limits without 0 in them (refused by the parameter checks) cannot carry a stop
+        if command.source != Source.ZERO:
+            self._last_gripper = float(action[6])
+        return Command(action=action, source=command.source, clamped=command.clamped or clamped,
+                       basis=command.basis)
+
     def _from_model(self, timed: TimedAction, source: Source) -> Command:
-        action, clamped = clamp_action(timed.action, self.settings.limits)
-        self._last_gripper = float(action[6])
-        return Command(action=action, source=source, clamped=clamped, basis=timed)
+        return Command(action=timed.action, source=source, clamped=False, basis=timed)
 
     def _zero(self) -> Command:
         action = np.zeros(7)

@@ -11,6 +11,7 @@ through a single slot: a frame that arrives while the model is busy replaces the
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
@@ -51,6 +52,7 @@ class MailboxWorker(Generic[Request, Result]):
         self._wake = threading.Condition()
         self._stopping = False
         self._busy = False
+        self._busy_since: float | None = None  # monotonic start of the job in flight
         self.counters = WorkerCounters()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -63,6 +65,13 @@ class MailboxWorker(Generic[Request, Result]):
     @property
     def busy(self) -> bool:
         return self._busy
+
+    def busy_for_s(self, now_s: float | None = None) -> float | None:
+        """How long the job in flight has run (monotonic seconds); None when idle."""
+        since = self._busy_since
+        if since is None:
+            return None
+        return (time.monotonic() if now_s is None else now_s) - since
 
     def submit(self, request: Request) -> None:
         """Offer the newest request; replaces (and counts) one still waiting."""
@@ -94,6 +103,7 @@ class MailboxWorker(Generic[Request, Result]):
                     return
                 request, self._slot = self._slot, None
                 self._busy = True
+                self._busy_since = time.monotonic()
             try:
                 result = self._execute(request)
             except WorkerStopped:
@@ -106,6 +116,7 @@ class MailboxWorker(Generic[Request, Result]):
                 self._report(self._on_result, request, result)
             finally:
                 self._busy = False
+                self._busy_since = None
 
     @staticmethod
     def _report(callback: Callable[..., Any], *args: Any) -> None:

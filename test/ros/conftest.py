@@ -29,6 +29,22 @@ def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -
     return done()
 
 
+@pytest.fixture
+def make_rig(ros_context):
+    """make_rig(decoder, **parameters): a node under test and a tester (test_node.Rig), closed after."""
+    from test.ros.test_node import Rig
+
+    rigs: list[Rig] = []
+
+    def make(decoder, **parameters) -> Rig:
+        rigs.append(Rig(ros_context, decoder, **parameters))
+        return rigs[-1]
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
 @pytest.fixture(scope="session")
 def spec_decoder():
     """Spec-VLA decoder (r = 0) over a real tiny VLA and a draft head trained against it."""

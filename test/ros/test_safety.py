@@ -94,3 +94,67 @@ def test_twist_caps_norm_and_keeps_direction() -> None:
     assert np.linalg.norm(linear) == pytest.approx(0.1)
     np.testing.assert_allclose(linear / np.linalg.norm(linear), [0.6, 0.8, 0.0])
     np.testing.assert_allclose(angular, [0.0, 0.0, 0.1])  # under the cap: unchanged
+
+
+# ----- issue 22: every command checked against the bounds in force, whatever produced it -----------
+def _with_limits(gate: CommandGate, **limits) -> None:
+    settings = gate.settings
+    gate.update_settings(GateSettings(action_timeout_s=settings.action_timeout_s,
+                                      stale_action_policy=settings.stale_action_policy, dry_run=settings.dry_run,
+                                      zero_commands_on_disable=settings.zero_commands_on_disable,
+                                      limits=SafetyLimits(**limits)))
+
+
+def test_zero_and_hold_commands_obey_bounds_changed_after_the_action() -> None:
+    gate = _gate(stale_action_policy="hold")
+    gate.offer(_action([0.04, 0, 0, 0, 0, 0, 1.0], received_s=0.0))
+    assert gate.next_command(0.1, task_known=True).action[6] == pytest.approx(1.0)
+    _with_limits(gate, action_low=(-0.01,) * 6 + (0.0,), action_high=(0.01,) * 6 + (0.3,))
+    held = gate.next_command(5.0, task_known=True)
+    assert held.source == Source.HOLD and held.clamped
+    np.testing.assert_allclose(held.action, [0.01, 0, 0, 0, 0, 0, 0.3])
+    gate.set_enabled(False)  # the disable zeros carry the gripper, inside the new bounds too
+    _with_limits(gate, action_low=(-0.01,) * 6 + (0.0,), action_high=(0.01,) * 6 + (0.2,))
+    zero = gate.next_command(5.1, task_known=True)
+    assert zero.source == Source.ZERO and zero.action[6] == pytest.approx(0.2)
+
+
+def test_a_zero_that_bounds_without_zero_would_turn_into_motion_is_not_sent() -> None:
+    gate = _gate()
+    gate.settings.limits = SafetyLimits(action_low=(0.01,) * 6 + (0.0,), action_high=(0.05,) * 6 + (1.0,))
+    assert gate.next_command(0.0, task_known=True) is None  # refused (parameters never allow such bounds)
+
+
+def test_nan_limits_never_produce_a_command() -> None:
+    gate = _gate()
+    gate.offer(_action([0.01] * 6 + [1.0]))
+    gate.settings.limits = SafetyLimits(action_low=(np.nan,) * 7)
+    assert gate.next_command(0.1, task_known=True) is None
+
+
+def test_dry_run_switched_on_while_live_sends_the_zeros_first() -> None:
+    gate = _gate(zero_commands_on_disable=3)
+    gate.offer(_action([0.01] * 6 + [0.5], received_s=0.0))
+    assert gate.next_command(0.1, task_known=True).source == Source.MODEL
+    gate.update_settings(GateSettings(dry_run=True, action_timeout_s=0.5, zero_commands_on_disable=3))
+    sources = [gate.next_command(0.1, task_known=True) for _ in range(5)]
+    assert [c.source for c in sources[:3]] == [Source.ZERO] * 3 and sources[3:] == [None, None]
+    assert sources[0].action[6] == pytest.approx(0.5)
+
+
+def test_a_dry_run_node_never_publishes_zeros_on_disable_or_task_change() -> None:
+    gate = _gate(dry_run=True)
+    gate.offer(_action([0.01] * 6 + [1.0]))
+    gate.set_enabled(False)
+    gate.invalidate()
+    assert [gate.next_command(0.1, task_known=True) for _ in range(4)] == [None] * 4
+
+
+def test_stop_commands_are_the_zeros_owed_at_once() -> None:
+    gate = _gate(zero_commands_on_disable=2)
+    gate.offer(_action([0.01] * 6 + [0.7]))
+    assert gate.next_command(0.1, task_known=True).source == Source.MODEL
+    stops = gate.stop_commands()
+    assert [c.source for c in stops] == [Source.ZERO] * 2 and stops[0].action[6] == pytest.approx(0.7)
+    assert gate.next_command(0.1, task_known=True) is None and not gate.enabled
+    assert _gate(dry_run=True).stop_commands() == []
