@@ -65,7 +65,7 @@ class CachedDraftTrainer:
         self.model = head
         if workers.distributed:
             device_ids = [head.fc.weight.device.index] if head.fc.weight.is_cuda else None
-            self.model = DistributedDataParallel(head, device_ids=device_ids, broadcast_buffers=False)
+            self.model = DistributedDataParallel(head, device_ids=device_ids)
         self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=0.0)
         self._permutations: dict[int, np.ndarray] = {}
 

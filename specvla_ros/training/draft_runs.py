@@ -81,14 +81,15 @@ def _extract(args: argparse.Namespace, workers, target, out: Path, frames: int |
 def run_extract_features(args: argparse.Namespace) -> int:
     from specvla_ros.core.loading import load_backbone
     from specvla_ros.training.distributed import start_workers, stop_workers
+    from specvla_ros.training.feature_cache import human_bytes
 
     workers = start_workers(args.device, args.dist_timeout_min)
     try:
         target = load_backbone(args.target, workers.device, _model_dtype(args.dtype, workers.device))
         result = _extract(args, workers, target, args.out, args.frames)
         if workers.is_main:
-            print(f"wrote {args.out}: {result.frames} frames, {result.bytes / 1e9:.3g} GB (estimated "
-                  f"{result.estimate_bytes / 1e9:.3g}); this run extracted {result.extracted} frames in "
+            print(f"wrote {args.out}: {result.frames} frames, {human_bytes(result.bytes)} (estimated "
+                  f"{human_bytes(result.estimate_bytes)}); this run extracted {result.extracted} frames in "
                   f"{result.wall_s:.1f} s ({result.frames_per_s:.2f} frames/s on {workers.world_size} rank(s)), "
                   f"{result.skipped_shards} shard(s) were already finished", flush=True)
     finally:

@@ -16,13 +16,14 @@ from typing import Callable
 
 import numpy as np
 
+from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
 from specvla_ros.core.backbone import Backbone
 from specvla_ros.training.datasets import read_images
 from specvla_ros.training.distributed import Workers
 from specvla_ros.training.draft_trainer import collect_frame
 from specvla_ros.training.feature_cache import (
-    FORMAT, HELD_OUT_FILE, INDEX_FILE, PLAN_FILE, PROBE_FILE, VERSION, FeatureCacheError, Probe, frame_bytes, read_plan,
-    read_probe, read_sidecar, same_features, shard_name, write_held_out, write_json_atomic, write_probe,
+    FORMAT, HELD_OUT_FILE, INDEX_FILE, PLAN_FILE, PROBE_FILE, VERSION, FeatureCacheError, Probe, frame_bytes,
+    human_bytes, read_plan, read_probe, read_sidecar, same_features, shard_name, write_held_out, write_json_atomic, write_probe,
     write_shard)
 
 # Plan entries that must agree between a run and the run it resumes.
@@ -83,6 +84,18 @@ def _probe(target: Backbone, data, index: int, out: Path, plan_existed: bool) ->
     return Probe(image, instruction, features)
 
 
+def _rows_per_frame(target: Backbone, data, train: list[int], image: np.ndarray, measured: int = 16) -> list[float]:
+    """Feature rows of each planned frame, for the size estimate: a prefill per distinct instruction
+    (the image part has a fixed length), the `measured` most frequent ones; the rest get their mean."""
+    from collections import Counter
+
+    counts = Counter(data.instructions[i] for i in train)
+    rows = {text: target.prefill(image, text).prefix_len + N_ACTION_DIMS - 1
+            for text, _ in counts.most_common(measured)}
+    mean = sum(rows[text] * counts[text] for text in rows) / sum(counts[text] for text in rows)
+    return [rows.get(data.instructions[i], mean) for i in train]
+
+
 def extract_features(target: Backbone, data, out: Path, config: ExtractionConfig, workers: Workers,
                      source: str, target_path: str = "", on_shard: Callable[[int], None] | None = None,
                      progress: bool = True) -> ExtractionResult:
@@ -103,18 +116,18 @@ def extract_features(target: Backbone, data, out: Path, config: ExtractionConfig
         _check_resumable(existing, plan, out)
     probe = _probe(target, data, train[0], out, existing is not None)
     finished = {shard for shard in range(shards) if read_sidecar(out, shard) is not None}
-    rows = probe.features.shape[0]
-    estimate = len(train) * frame_bytes(rows, target.hidden_size, config.dtype)
+    rows = _rows_per_frame(target, data, train, probe.image)
+    estimate = int(sum(frame_bytes(r, target.hidden_size, config.dtype) for r in rows))
     needed = estimate * (shards - len(finished)) // max(shards, 1)
     free = shutil.disk_usage(out).free
     if workers.is_main:
         print(f"extract-features: {len(train)} frames ({len(held)} held out) in {shards} shards of "
-              f"{config.shard_frames}, {workers.world_size} rank(s); about {estimate / 1e9:.3g} GB in {config.dtype} "
-              f"({rows} feature rows x {target.hidden_size} per frame, from the first frame); "
-              f"{len(finished)} shard(s) already finished; {free / 1e9:.3g} GB free", flush=True)
+              f"{config.shard_frames}, {workers.world_size} rank(s); about {human_bytes(estimate)} in {config.dtype} "
+              f"({np.mean(rows):.0f} feature rows x {target.hidden_size} per frame); "
+              f"{len(finished)} shard(s) already finished; {human_bytes(free)} free", flush=True)
     if needed > free:
-        raise FeatureCacheError(f"{out}: the cache needs about {needed / 1e9:.3g} GB more and the disk has "
-                                f"{free / 1e9:.3g} GB free: free space, extract fewer --frames, or store "
+        raise FeatureCacheError(f"{out}: the cache needs about {human_bytes(needed)} more and the disk has "
+                                f"{human_bytes(free)} free: free space, extract fewer --frames, or store "
                                 "--dtype bfloat16")
     if workers.is_main:
         if existing is None:
