@@ -57,6 +57,11 @@ def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--relax-bins", type=int, default=3, help="r evaluated beside r = 0")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--num-heads", type=int, default=4,
+                        help="attention heads of a new head's layer (default 4; OpenVLA-7B, as EAGLE's Llama-2-7B "
+                             "heads: 32)")
+    parser.add_argument("--intermediate-size", type=int, default=None,
+                        help="MLP width of a new head's layer (default 2 x hidden; OpenVLA-7B as EAGLE: 11008)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in --out (head, optimizer, step, evaluations) up to --steps; "
                              "any number of ranks")
@@ -138,12 +143,15 @@ def _train_draft(args: argparse.Namespace, workers) -> int:
         target_path = Path(plan["target"])
     dtype = _model_dtype(args.dtype, workers.device)
     target = load_backbone(target_path, workers.device, dtype)
+    if not args.resume and (args.num_heads < 1 or target.hidden_size % args.num_heads):
+        raise ConfigError(f"--num-heads {args.num_heads} must divide the target's hidden size {target.hidden_size}")
     extraction = None
     if args.data is not None:
         extraction = describe_result(_extract(args, workers, target, features, args.frames))
     cache = FeatureCache(features)
     check_target(cache, target)
-    head = DraftHead.load(args.out, target) if args.resume else DraftHead.random(target, args.seed)
+    head = (DraftHead.load(args.out, target) if args.resume
+            else DraftHead.random(target, args.seed, args.num_heads, args.intermediate_size))
     config = DraftTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     trainer = CachedDraftTrainer(head, cache, config, workers)
     state = load_training_state(args.out, trainer.optimizer) if args.resume else TrainingState()

@@ -138,7 +138,8 @@ def extract_features(target: Backbone, data, out: Path, config: ExtractionConfig
             write_held_out(out, read_images(data, held))
 
     mine = [shard for shard in range(workers.rank, shards, workers.world_size) if shard not in finished]
-    bar = tqdm(total=len(mine) * config.shard_frames, desc=f"extract (rank {workers.rank})", unit="frame",
+    mine_frames = sum(len(train[s * config.shard_frames: (s + 1) * config.shard_frames]) for s in mine)
+    bar = tqdm(total=mine_frames, desc=f"extract (rank {workers.rank})", unit="frame",
                disable=None if progress and workers.is_main else True)
     extracted = 0
     for shard in mine:

@@ -137,3 +137,20 @@ def test_extract_features_resumes_after_a_kill_without_redoing_finished_shards(t
     os.remove(out / "index.json")
     with pytest.raises(FeatureCacheError, match="run the same extract-features command again"):
         FeatureCache(out)
+
+
+def test_train_draft_refuses_what_it_cannot_do(tmp_path) -> None:
+    from specvla_ros.core.errors import ConfigError
+    from specvla_ros.training.cached_training import CachedDraftTrainer, DraftTrainConfig
+
+    with pytest.raises(ConfigError, match="needs --data"):
+        cli_main(["train-draft", "--out", str(tmp_path / "draft")])
+    with pytest.raises(ConfigError, match="--data needs --target"):
+        cli_main(["train-draft", "--data", str(tmp_path), "--out", str(tmp_path / "draft")])
+    with pytest.raises(ConfigError, match="run extract-features first"):
+        cli_main(["train-draft", "--features", str(tmp_path), "--out", str(tmp_path / "draft")])
+    target, head = make_pair(4)
+    data = Observations(*map(list, zip(*observations(5, 4), strict=True)))
+    cache = _extract(target, data, tmp_path / "cache", held_out=1, shard_frames=4)
+    with pytest.raises(ConfigError, match="multiple of the number of ranks"):
+        CachedDraftTrainer(head, cache, DraftTrainConfig(batch_size=3), Workers(rank=0, world_size=2))
