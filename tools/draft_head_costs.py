@@ -70,7 +70,7 @@ def main() -> None:
 
     layer_s = _timed(extraction_layer, args.repeats, sync)
     head_s = _timed(lm_head_rows, args.repeats, sync)
-    del layer
+    layer.cpu()  # free the GPU for the head (a no-op on the CPU)
     target = SimpleNamespace(hidden_size=HIDDEN, vocab_size=VOCAB, device=device, dtype=dtype,
                              embed_tokens=torch.nn.Embedding(VOCAB, HIDDEN).to(device, dtype), lm_head=lm_head)
     head = DraftHead.random(target, seed=0, num_heads=HEADS, intermediate_size=MLP)

@@ -22,9 +22,26 @@ from specvla_ros.training.datasets import read_images
 from specvla_ros.training.distributed import Workers
 from specvla_ros.training.draft_trainer import collect_frame
 from specvla_ros.training.feature_cache import (
-    FORMAT, HELD_OUT_FILE, INDEX_FILE, PLAN_FILE, PROBE_FILE, VERSION, FeatureCacheError, Probe, frame_bytes,
-    human_bytes, read_plan, read_probe, read_sidecar, same_features, shard_name, write_held_out, write_json_atomic, write_probe,
-    write_shard)
+    FORMAT,
+    HELD_OUT_FILE,
+    INDEX_FILE,
+    PLAN_FILE,
+    PROBE_FILE,
+    VERSION,
+    FeatureCacheError,
+    Probe,
+    frame_bytes,
+    human_bytes,
+    read_plan,
+    read_probe,
+    read_sidecar,
+    same_features,
+    shard_name,
+    write_held_out,
+    write_json_atomic,
+    write_probe,
+    write_shard,
+)
 
 # Plan entries that must agree between a run and the run it resumes.
 PLAN_KEYS = ("frames", "held_out", "shard_frames", "dtype", "hidden_size", "vocab_size", "source")

@@ -107,7 +107,7 @@ def write_lerobot_dataset(root: Path, episodes: list[tuple[str, np.ndarray]], fp
                     video_path="videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
                     if store == "video" else None)
         first = 0
-        for number, (task, frames) in enumerate(episodes):
+        for number, (_, frames) in enumerate(episodes):
             path = root / info["data_path"].format(episode_chunk=0, episode_index=number)
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(_frame_table(episodes, [number], first, task_of, fps, store), path)
