@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=30.0, help="node control_rate_hz (default 30)")
     parser.add_argument("--camera-hz", type=float, default=30.0)
-    parser.add_argument("--relax-bins", type=int, default=3)
+    parser.add_argument("--relax-bins", type=int, default=0, help="the node's decoder.relax_bins (default 0, as the node starts)")
     parser.add_argument("--threads", type=int, default=1, help="OMP threads of the node process")
     parser.add_argument("--isolation", choices=("thread", "process"), default="thread",
                         help="the node's inference.isolation: decoder on a thread of the node (default) or "
