@@ -345,3 +345,14 @@ def test_bad_parameter_types_on_the_command_line_are_one_line(tmp_path) -> None:
     result = _run_node_cli(["-p", f"model.path:={BUNDLED / 'target'}", "-p", "control_rate_hz:=fast"])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "specvla_node: parameter control_rate_hz must be a double, got 'fast'" in result.stderr
+
+
+def test_a_misspelt_choice_in_a_params_file_stops_the_start(tmp_path) -> None:
+    """Issue 20's finding: `inference.isolation: procss` used to run in a thread without a word."""
+    params = tmp_path / "arm.yaml"
+    params.write_text("specvla_node:\n  ros__parameters:\n    inference.isolation: procss\n"
+                      f"    model.path: {BUNDLED / 'target'}\n")
+    result = _run_node_cli(["--params-file", str(params)])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("specvla_node:")]
+    assert errors == ["specvla_node: parameter inference.isolation must be one of thread, process, got 'procss'"]
