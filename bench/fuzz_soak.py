@@ -52,7 +52,8 @@ def node_parameters(args: argparse.Namespace) -> dict:
     parameters = {"model.path": str(MODELS / "target"), "model.draft_path": str(MODELS / "draft"),
                   "inference.isolation": args.isolation, "dry_run": False, "start_enabled": True,
                   "control_rate_hz": 20.0, "action_timeout_s": 0.6, "publish_twist": True,
-                  "topics.twist": "/soak/twist", "topics.enable": ENABLE_TOPIC, "topics.task": "/vla/instruction"}
+                  "topics.twist": "/soak/twist", "topics.enable": ENABLE_TOPIC, "topics.task": "/vla/instruction",
+                  "model.compile": args.compile}
     parameters["topics.compressed_image" if args.camera == "compressed" else "topics.image"] = CAMERA_TOPIC
     return parameters
 
@@ -152,6 +153,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=60.0, help="traffic before memory is measured (s)")
     parser.add_argument("--camera", choices=("compressed", "raw"), default="compressed")
     parser.add_argument("--isolation", choices=("thread", "process"), default="thread")
+    parser.add_argument("--compile", choices=("auto", "off"), default="auto",
+                        help="the node's model.compile (default auto, as the node starts; off: a short smoke run)")
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

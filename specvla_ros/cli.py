@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_libero_arguments(libero_eval)
     libero_eval.set_defaults(run=_lazy("specvla_ros.libero.evaluate", "run"))
 
-    from specvla_ros.training.runs import add_train_draft_arguments, add_train_vla_arguments
+    from specvla_ros.training.draft_runs import add_extract_features_arguments, add_train_draft_arguments
+    from specvla_ros.training.runs import add_train_vla_arguments
 
     train_vla = verbs.add_parser(
         "train-vla", help="behaviour-clone a tiny VLA on simulation demonstrations",
@@ -107,13 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_vla_arguments(train_vla)
     train_vla.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_vla"))
 
+    extract = verbs.add_parser(
+        "extract-features", help="run the target once over the data and cache the draft head's training pairs",
+        description="Run the frozen target greedily over the observations and write, per frame, the EAGLE "
+                    "training pairs (target features, next-input embeddings, target tokens) as sharded "
+                    "safetensors + a JSON index; prints a size estimate first, resumes where a stopped run "
+                    "left off. Runs under torchrun too: frames are sharded across ranks (docs/training.md).")
+    add_extract_features_arguments(extract)
+    extract.set_defaults(run=_lazy("specvla_ros.training.draft_runs", "run_extract_features"))
+
     train_draft = verbs.add_parser(
         "train-draft", help="train a Spec-VLA draft head against a target VLA",
-        description="Collect the target's own greedy outputs and features on the observations, train an "
-                    "EAGLE-style draft head (smooth-L1 feature + 0.1 soft cross-entropy), evaluate held-out "
-                    "acceptance length at r = 0 and --relax-bins, checkpoint after every evaluation.")
+        description="Train an EAGLE-style draft head (smooth-L1 feature + 0.1 soft cross-entropy) from a "
+                    "feature cache (--features), or extract one first from --target and --data; evaluate "
+                    "held-out acceptance length at r = 0 and --relax-bins, checkpoint after every evaluation. "
+                    "Runs under torchrun too (DDP; docs/training.md).")
     add_train_draft_arguments(train_draft)
-    train_draft.set_defaults(run=_lazy("specvla_ros.training.runs", "run_train_draft"))
+    train_draft.set_defaults(run=_lazy("specvla_ros.training.draft_runs", "run_train_draft"))
 
     from specvla_ros.training.datastore import add_build_datastore_arguments
 

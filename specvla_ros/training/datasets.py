@@ -4,7 +4,9 @@ One place that knows on-disk formats, so trainers only see arrays. Sources:
   * simulation demonstrations: a folder of `*.npz` episodes (images, instruction and actions);
   * an image folder: `manifest.json` (a list of {"image": path, "instruction": text}) or
     `manifest.csv` (columns image, instruction), paths relative to the folder;
-  * a rosbag2 bag (sqlite3 or MCAP): camera frames, each paired with the latest task string.
+  * a rosbag2 bag (sqlite3 or MCAP): camera frames, each paired with the latest task string;
+  * a local LeRobot dataset (meta/info.json): one camera's frames and their task strings, decoded
+    on demand (training/lerobot_dataset.py).
 """
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from specvla_ros.core.errors import InputError
 from specvla_ros.training.state_targets import state_targets
+
+if TYPE_CHECKING:
+    from specvla_ros.training.lerobot_dataset import LeRobotFrames
 
 
 @dataclass
@@ -125,13 +130,26 @@ def is_bag(path: Path) -> bool:
     return (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix in (".mcap", ".db3")
 
 
+def read_images(data: DemoFrames | Observations | LeRobotFrames, indices: Sequence[int]) -> list[np.ndarray]:
+    """Images of frames `indices`, in that order; a lazy source decodes them together (one pass per file)."""
+    if hasattr(data, "images_at"):
+        return data.images_at(indices)
+    return [data.images[int(i)] for i in indices]
+
+
 def load_observations(source: str | Path, camera_topic: str = "/camera/image_raw",
-                      task_topic: str = "/vla/instruction") -> DemoFrames | Observations:
-    """Observations from any supported source (see the module docstring), chosen by what `source` holds."""
+                      task_topic: str = "/vla/instruction", camera_key: str | None = None
+                      ) -> DemoFrames | Observations | LeRobotFrames:
+    """Observations from any supported source (see the module docstring), chosen by what `source` holds.
+    camera_key picks a LeRobot dataset's camera (default: its first)."""
+    from specvla_ros.training.lerobot_dataset import LeRobotFrames, is_lerobot_dataset
+
     source = Path(source)
     if not source.exists():
         raise InputError(f"{source} does not exist: give a demonstrations folder, an image folder with a "
-                         "manifest, or a rosbag2 bag")
+                         "manifest, a rosbag2 bag or a LeRobot dataset folder")
+    if is_lerobot_dataset(source):
+        return LeRobotFrames(source, camera_key)
     if is_bag(source):
         from specvla_ros.bags import read_observations
 
@@ -144,4 +162,5 @@ def load_observations(source: str | Path, camera_topic: str = "/camera/image_raw
     if source.is_dir() and ((source / "manifest.json").is_file() or (source / "manifest.csv").is_file()):
         return load_image_folder(source)
     raise InputError(f"{source} is not a demonstrations folder (*.npz), an image folder (manifest.json or "
-                     "manifest.csv) or a rosbag2 bag (metadata.yaml, *.mcap, *.db3)")
+                     "manifest.csv), a rosbag2 bag (metadata.yaml, *.mcap, *.db3) or a LeRobot dataset "
+                     "(meta/info.json)")

@@ -1,4 +1,4 @@
-"""The `specvla train-vla` and `specvla train-draft` commands: data in, checkpoint + report out.
+"""The `specvla train-vla` command: demonstrations in, checkpoint + report out (draft heads: draft_runs.py).
 
 Heavy imports (torch, the simulator) happen inside the run functions so `specvla --help` stays fast.
 """
@@ -93,84 +93,4 @@ def run_train_vla(args: argparse.Namespace) -> int:
               "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
     write_report(args.out, report, losses, title="tiny VLA: action-token cross-entropy")
     print(f"wrote {args.out} (final loss {np.mean(losses[-50:]):.3f}, {report['wall_s']} s)")
-    return 0
-
-
-def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", type=Path, required=True, help="target VLA checkpoint folder")
-    parser.add_argument("--data", "--demos", dest="data", type=Path, required=True,
-                        help="observations: simulation demonstrations (*.npz folder), an image folder with "
-                             "manifest.json/.csv, or a rosbag2 bag (folder or .mcap/.db3)")
-    parser.add_argument("--camera-topic", default="/camera/image_raw", help="camera topic, for bags")
-    parser.add_argument("--task-topic", default="/vla/instruction", help="task (std_msgs/String) topic, for bags")
-    parser.add_argument("--out", type=Path, required=True, help="draft head checkpoint folder to write")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--frames", type=int, default=400, help="observations to collect target sequences from")
-    parser.add_argument("--held-out", type=int, default=40, help="observations kept out for evaluation")
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--relax-bins", type=int, default=3, help="r evaluated beside r = 0")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run saved in --out (head, optimizer, step, evaluations) up to --steps")
-
-
-def run_train_draft(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from specvla_ros.core.config import DecoderConfig
-    from specvla_ros.core.decoder import build_decoder
-    from specvla_ros.core.draft_head import DraftHead
-    from specvla_ros.core.loading import load_backbone
-    from specvla_ros.training.checkpointing import TrainingState, load_training_state, save_training_state
-    from specvla_ros.training.datasets import load_observations
-    from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
-    from specvla_ros.training.report import write_report
-
-    started = time.monotonic()
-    target = load_backbone(args.target)
-    data = load_observations(args.data, args.camera_topic, args.task_topic)
-    rng = np.random.default_rng(args.seed)
-    picked = rng.choice(len(data), size=min(len(data), args.frames + args.held_out), replace=False)
-    train_idx, eval_idx = picked[args.held_out:], picked[: args.held_out]
-    sequences = [collect_sequence(target, data.images[i], data.instructions[i]) for i in train_idx]
-    print(f"collected {len(sequences)} target sequences ({time.monotonic() - started:.0f} s)")
-    head = DraftHead.load(args.out, target) if args.resume else DraftHead.random(target, args.seed)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.0)
-    state = load_training_state(args.out, optimizer) if args.resume else TrainingState()
-
-    def evaluate(step: int) -> None:
-        row = {"step": step}
-        for relax in (0, args.relax_bins):
-            decoder = build_decoder(target, head, DecoderConfig(relax_bins=relax))
-            row[f"acceptance_length_r{relax}"] = float(np.mean(
-                [decoder.decode(data.images[i], data.instructions[i]).stats.mean_acceptance_length
-                 for i in eval_idx]))
-        state.evaluations.append(row)
-        recent = np.mean(state.losses[-50:]) if state.losses else float("nan")
-        print(f"step {step}/{args.steps}: loss {recent:.3f}, held-out acceptance "
-              + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in row.items() if k != "step"), flush=True)
-
-    if not state.evaluations:
-        evaluate(0)
-    progress = tqdm(total=args.steps, initial=state.step, desc="train-draft", unit="step", disable=None)
-    while state.step < args.steps:
-        chunk = min(args.eval_every - state.step % args.eval_every, args.steps - state.step)
-        offset = state.step % len(sequences)
-        state.losses += train_draft_head(head, sequences[offset:] + sequences[:offset], steps=chunk,
-                                         seed=args.seed + state.step, optimizer=optimizer)
-        state.step += chunk
-        progress.update(chunk)
-        evaluate(state.step)
-        head.save(args.out)
-        save_training_state(args.out, optimizer, state)
-    progress.close()
-    losses, evaluations = state.losses, state.evaluations
-    report = {"command": "train-draft", "target": str(args.target), "data": str(args.data),
-              "train_frames": len(train_idx), "held_out_frames": len(eval_idx), "steps": args.steps,
-              "wall_s": round(time.monotonic() - started, 1)}
-    write_report(args.out, report, losses, evaluations, title="draft head: EAGLE loss")
-    print(f"wrote {args.out} ({report['wall_s']} s)")
     return 0

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_fuzz_soak_writes_results_and_finds_no_violation(tmp_path) -> None:
     out = tmp_path / "soak"
     result = subprocess.run([sys.executable, str(REPO / "bench" / "fuzz_soak.py"), "--warmup", "3",
-                             "--seconds", "4", "--camera", "raw", "--out", str(out)],
+                             "--seconds", "4", "--camera", "raw", "--compile", "off",
+                             "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())

@@ -149,7 +149,9 @@ def _shutdown_case(tmp_path: Path, isolation: str, signum: int, when: str, jitte
     arguments = [str(Path(sys.executable).parent / "specvla_node"), "--ros-args",
                  "-p", f"model.path:={MODELS / 'target'}", "-p", f"model.draft_path:={MODELS / 'draft'}",
                  "-p", f"inference.isolation:={isolation}", "-p", "dry_run:=false", "-p", "start_enabled:=true",
-                 "-p", "control_rate_hz:=20.0", "-p", "action_timeout_s:=5.0", "-p", "inputs.max_task_bytes:=4000"]
+                 "-p", "control_rate_hz:=20.0", "-p", "action_timeout_s:=5.0", "-p", "inputs.max_task_bytes:=4000",
+                 # Eager: a compiled start-up takes about a minute here, and shutdown is what is tested.
+                 "-p", "model.compile:=off"]
     log = tmp_path / f"node-{isolation}-{signum}-{when}.log"
     context = Context()
     rclpy.init(context=context)
