@@ -25,9 +25,14 @@ PIP       := $(PY) -m pip
 # DDS discovery stays on this machine: Fast DDS would otherwise multicast to 239.255.0.1.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 # Full-size camera frames between processes: shared memory with a 32 MB segment, UDP on loopback
-# only (config/fastdds_large_images.xml; docs/rosbags.md, "Full-size images"). Fast DDS 3 reads this
-# variable; specvla's entry points set it the same way when it is unset.
+# only (config/fastdds_large_images.xml; docs/rosbags.md, "Full-size images"). Kilted's Fast DDS 3
+# reads FASTDDS_...; Jazzy's Fast DDS 2.14 only FASTRTPS_... . specvla's entry points set the right
+# one the same way when it is unset.
+ifeq ($(DISTRO),jazzy)
+export FASTRTPS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_large_images.xml
+else
 export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_large_images.xml
+endif
 export PYTHONDONTWRITEBYTECODE := 1
 
 MSG_FILES := $(wildcard msg/*.msg)

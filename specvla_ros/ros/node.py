@@ -80,6 +80,7 @@ class SpecVLANode(LifecycleNode):
 
     def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
+        lifecycle.answer_refused_transitions(self)  # Humble and Jazzy would raise out of the service
         values = declare_all(self)  # ConfigError, one line, on any bad start-up value
         for warning in unknown_overrides(self):
             self.get_logger().warning(warning)

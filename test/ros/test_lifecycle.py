@@ -16,6 +16,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from specvla_ros.embedded_model import BUNDLED
 from specvla_ros.msg import EndEffectorDelta
+from test.ros.conftest import spin_until
 from test.ros.test_node import LIVE, Rig
 
 MODEL, ZERO = EndEffectorDelta.SOURCE_MODEL, EndEffectorDelta.SOURCE_ZERO
@@ -59,6 +60,14 @@ def lifecycle_values(rig: Rig, since: int = 0) -> list[str]:
     return [kv.value for status in rig.diagnostics[since:] for kv in status.values if kv.key == "lifecycle_state"]
 
 
+def spin_until_model_commands(rig: Rig, since: float = 0.0, timeout_s: float = 30.0) -> bool:
+    """Feed frames at 10 Hz until a model command stamped after `since` arrives (a loaded machine decodes slowly)."""
+    deadline = time.monotonic() + timeout_s
+    while MODEL not in rig.sources(since=since) and time.monotonic() < deadline:
+        rig.spin(0.3, frame_hz=10)
+    return MODEL in rig.sources(since=since)
+
+
 def inference_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "specvla_inference" and t.is_alive()]
 
@@ -83,9 +92,8 @@ def test_transitions_over_the_standard_services(make_rig, spec_decoder) -> None:
 
     # activate: decoding and commands (dry_run false, start_enabled true in MANUAL).
     assert manager.change(Transition.TRANSITION_ACTIVATE)
-    rig.spin(1.5, frame_hz=10)
-    assert manager.state() == "active" and MODEL in rig.sources() and rig.stats
-    assert lifecycle_values(rig)[-1] == "active"
+    assert spin_until_model_commands(rig) and rig.stats and manager.state() == "active"
+    assert spin_until(rig.executor, lambda: lifecycle_values(rig)[-1] == "active", 3.0)  # the next 1 Hz status
 
     # deactivate: the zero commands owed, then silence; the model stays loaded.
     assert manager.change(Transition.TRANSITION_DEACTIVATE)
@@ -98,9 +106,7 @@ def test_transitions_over_the_standard_services(make_rig, spec_decoder) -> None:
 
     # activate again: commands resume.
     assert manager.change(Transition.TRANSITION_ACTIVATE)
-    resumed = time.monotonic()
-    rig.spin(1.5, frame_hz=10)
-    assert MODEL in rig.sources(since=resumed)
+    assert spin_until_model_commands(rig, since=time.monotonic())
 
     # deactivate + cleanup: the worker joined, the model dropped; configure again loads it again.
     assert manager.change(Transition.TRANSITION_DEACTIVATE)
@@ -108,9 +114,7 @@ def test_transitions_over_the_standard_services(make_rig, spec_decoder) -> None:
     assert manager.state() == "unconfigured" and not inference_threads() and rig.node._decoder is None
     assert manager.change(Transition.TRANSITION_CONFIGURE) and manager.change(Transition.TRANSITION_ACTIVATE)
     rig.send_task(TASK)  # a fresh configure forgets the task: the latched one arrives again, or a new one
-    again = time.monotonic()
-    rig.spin(1.5, frame_hz=10)
-    assert MODEL in rig.sources(since=again)
+    assert spin_until_model_commands(rig, since=time.monotonic())
 
     # shutdown from active: zeros, then finalized, nothing left running.
     assert manager.change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
@@ -145,8 +149,7 @@ def test_autostart_walks_a_plain_start_to_active(make_rig, spec_decoder) -> None
     rig = make_rig(spec_decoder, **LIVE)  # autostart defaults to true: today's one-line start
     assert Manager(rig).state() == "active"
     rig.send_task(TASK)
-    rig.spin(1.5, frame_hz=10)
-    assert MODEL in rig.sources()
+    assert spin_until_model_commands(rig)
 
 
 def test_cleanup_and_shutdown_end_the_decoder_process(make_rig) -> None:
@@ -159,8 +162,7 @@ def test_cleanup_and_shutdown_end_the_decoder_process(make_rig) -> None:
     process = rig.node._worker._process
     assert process.is_alive()
     rig.send_task(TASK)
-    rig.spin(2.0, frame_hz=10)
-    assert MODEL in rig.sources()
+    assert spin_until_model_commands(rig)
     assert manager.change(Transition.TRANSITION_DEACTIVATE) and manager.change(Transition.TRANSITION_CLEANUP)
     assert not process.is_alive() and process.exitcode == 0  # asked to stop, not killed
     assert manager.change(Transition.TRANSITION_CONFIGURE)
