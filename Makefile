@@ -42,12 +42,22 @@ PYTEST_ARGS ?=
 # colcon-core pins setuptools < 80 and brings pytest plugins that do not belong in $(VENV).
 COLCON_VENV := .venv-colcon
 
-.PHONY: setup system-deps test demo clean help setup-libero
+# What CI runs against Jazzy besides the Kilted suite (`make test-jazzy`, .ci/run): everything in
+# test/ros (rclpy, lifecycle, parameters, messages, DDS transports, the decoder process, signals, the
+# demo) and the colcon workspace test against the Jazzy wheels, except two files that exercise no ROS
+# code the rest does not: test_fuzz.py (randomized soaks of the same node, about 2 min) and
+# test_node_compiled.py (torch.compile). Both run on Kilted in `make test`. The rest of test/ has no
+# rclpy in it (core, training, sim) and does not depend on the distro.
+JAZZY_TEST_PATHS := test/ros test/test_colcon_workspace.py \
+                    --ignore=test/ros/test_fuzz.py --ignore=test/ros/test_node_compiled.py
+
+.PHONY: setup system-deps test test-jazzy demo clean help setup-libero
 
 help:
 	@echo "make setup   create $(VENV), install pinned dependencies, build the messages"
 	@echo "             (ROS_DISTRO=jazzy: .venv-jazzy from the Jazzy wheels; Kilted is the default)"
 	@echo "make test    setup, then run the test suite (pytest; TEST_PATHS=test/ros for a part)"
+	@echo "make test-jazzy  set up .venv-jazzy, run the ROS tests CI runs against Jazzy"
 	@echo "make demo    setup, then run the main job on the embedded default"
 	@echo "make clean   remove build outputs (keeps $(VENV))"
 	@echo "make setup-libero  optional: LIBERO benchmark scenes in $(LIBERO_VENV) (docs/libero.md)"
@@ -97,6 +107,9 @@ $(VENV)/.package-installed: setup.py $(VENV)/.deps-installed
 
 test: setup
 	$(PY) -m pytest $(TEST_PATHS) $(PYTEST_ARGS)
+
+test-jazzy:
+	$(MAKE) --no-print-directory test ROS_DISTRO=jazzy TEST_PATHS="$(JAZZY_TEST_PATHS)"
 
 demo: setup
 	$(VENV)/bin/specvla demo
