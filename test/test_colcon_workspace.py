@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import rclpy
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -140,12 +140,25 @@ def test_the_installed_node_runs_from_another_directory_and_commands_over_dds(wo
         camera = manager.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
         task = manager.create_publisher(String, "/vla/instruction", TASK_QOS)
         change_state = manager.create_client(ChangeState, "/specvla_node/change_state")
+        get_state = manager.create_client(GetState, "/specvla_node/get_state")
         assert change_state.wait_for_service(timeout_sec=120.0), "the installed node never offered its services"
+        # A request sent before DDS has matched both directions of a service can be lost (no answer ever):
+        # ask for the state until one comes back, so that a transition's answer below always arrives.
+        answered = False
+        for _ in range(30):
+            future = get_state.call_async(GetState.Request())
+            executor.spin_until_future_complete(future, timeout_sec=2.0)
+            if answered := future.done():
+                break
+            get_state.remove_pending_request(future)
+        assert answered, "the installed node's get_state service never answered"
+        assert future.result().current_state.label == "unconfigured"  # autostart:=false
 
         def transition(transition_id: int) -> bool:
             future = change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
             executor.spin_until_future_complete(future, timeout_sec=120.0)
-            return future.done() and future.result().success
+            assert future.done(), f"change_state ({transition_id}) got no answer"
+            return future.result().success
 
         # A transition the state does not allow is refused, and the node goes on (Jazzy's rclpy raised it).
         assert not transition(Transition.TRANSITION_ACTIVATE)

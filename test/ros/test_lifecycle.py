@@ -38,6 +38,15 @@ class Manager:
                                    lambda e: self.events.append((e.start_state.label, e.goal_state.label)), 10)
         for client in (self._change, self._get, self._transitions):
             assert client.wait_for_service(timeout_sec=10.0), f"{client.srv_name} not offered"
+        # A request sent before DDS has matched both directions of a service can be lost: ask for the
+        # state until an answer comes back, so that every later call's answer arrives.
+        for _ in range(20):
+            future = self._get.call_async(GetState.Request())
+            rig.executor.spin_until_future_complete(future, timeout_sec=1.0)
+            if future.done():
+                break
+            self._get.remove_pending_request(future)
+        assert future.done(), "get_state never answered"
 
     def _call(self, client, request):
         future = client.call_async(request)
