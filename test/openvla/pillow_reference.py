@@ -4,8 +4,8 @@ Pillow resamples in two one-dimensional passes, horizontal first, each with weig
 kernel (a = -0.5) widened by the scale when shrinking, normalised to sum 1, then rounded to 22-bit
 fixed point; every pass rounds back to 8 bits. This file restates that arithmetic with plain Python
 weights and numpy sums, so the tests know what OpenVLA's preprocessing produced without the
-installed Pillow (13 changed the order of the passes on frames taller than the output and narrower
-than it). Checked bit for bit against Pillow 10.3.0, 11.3.0, 12.0.0 and 12.1.0 (docs/openvla.md).
+installed Pillow (13 changed the order of the passes on frames taller than wide whose height
+shrinks). Checked bit for bit against Pillow 10.3.0, 11.3.0, 12.0.0 and 12.1.0 (docs/openvla.md).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """OpenVLA's resize is what Pillow 10.3-12.x computed, whatever Pillow is installed (issue 20).
 
-Pillow 13 changed the order of its two resize passes on portrait frames (height > S > width); the
-preprocessing runs the passes one at a time in the old order. Checked here against Pillow's
-arithmetic written out (pillow_reference.py) and against a digest of Pillow 12.0's own output.
+Pillow 13 changed the order of its two resize passes on portrait frames (taller than wide, height
+shrinking: 300x100 and 480x200 here); the preprocessing runs the passes one at a time in the old
+order. Checked here against Pillow's arithmetic written out (pillow_reference.py) and against a
+digest of Pillow 12.0's own output.
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ def test_a_portrait_frame_is_resized_as_pillow_12_did() -> None:
     assert resized.shape == (224, 224, 3) and resized.dtype == np.uint8
     np.testing.assert_array_equal(resized, bicubic_resize(frame, 224, 224))
     assert hashlib.sha256(resized.tobytes()).hexdigest() == PILLOW_12_PORTRAIT_SHA256
-
 
 
 @settings(max_examples=40, deadline=None)

@@ -96,8 +96,9 @@ def resize_like_openvla(image: np.ndarray, size: int, resample: int) -> np.ndarr
 
     Pillow resizes in two one-dimensional passes with an 8-bit image in between, so their order shows
     in the result. Up to 12.x the horizontal pass ran first; Pillow 13 orders them differently on frames
-    taller than `size` and narrower than it (up to ~20 levels apart on ~30 % of the values; square and
-    landscape frames are unaffected). Each pass run on its own is the same computation in all these
+    taller than wide whose height shrinks and whose width is not already `size` (480x300 or 300x100 to
+    224, 90x70 to 56: up to ~20 levels apart on ~30 % of the values; square and landscape frames are
+    unaffected). Each pass run on its own is the same computation in all these
     versions, so running them one at a time, horizontal first, gives OpenVLA's input on any of them
     (test/openvla/test_resize.py checks it against Pillow's arithmetic written out).
     """
