@@ -4,8 +4,10 @@
 # `colcon build` runs the same CMakeLists.txt.
 #
 # The generated C libraries go to $VENV/lib (the ROS wheels put that folder on the loader path);
-# the generated Python classes are linked into the checkout's specvla_ros/ (git-ignored), so the
-# hand-written sources stay editable and `import specvla_ros.msg` works from anywhere.
+# the generated Python classes and their type-support modules to $VENV/lib/specvla_ros_messages,
+# which specvla_ros/__init__.py adds to the package's search path. They are built against one
+# distro's wheels, so each venv holds its own (.venv: Kilted, .venv-jazzy: Jazzy) and the checkout
+# none: venvs of two distros share one checkout, and the hand-written sources stay editable.
 #
 # Usage: tools/build_messages.sh [VENV]      (default: .venv)
 set -euo pipefail
@@ -13,7 +15,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=$(cd "${1:-$repo/.venv}" && pwd)
 python="$venv/bin/python"
-work="$repo/build/messages"
+work="$repo/build/messages/$(basename "$venv")"  # one build tree per venv (distro)
 src="$work/src"        # CMake refuses exported include paths inside its source tree, and the
                        # venv lives inside the checkout: configure from a copy instead.
 bld="$work/build"
@@ -53,8 +55,10 @@ fi
 # Put the generated pieces where Python and the loader find them.
 site="$stage/lib/python3.11/site-packages/specvla_ros"
 [ -d "$site/msg" ] || fail "rosidl produced no Python package at $site (full log: $log)"
+generated="$venv/lib/specvla_ros_messages"   # the name specvla_ros/__init__.py looks for
 cp -a "$stage"/lib/lib*.so "$venv/lib/"
+rm -rf "$generated" && mkdir -p "$generated"
+cp -a "$site/msg" "$site"/*.so "$generated/"
+# Earlier builds put them into the checkout, where they would shadow this venv's.
 rm -rf "$repo/specvla_ros/msg" "$repo"/specvla_ros/*specvla_ros_s__*.so
-cp -a "$site/msg" "$repo/specvla_ros/msg"
-cp -a "$site"/*.so "$repo/specvla_ros/"
-echo "build_messages: built $(ls "$repo"/msg/*.msg | wc -l) message types into specvla_ros/msg"
+echo "build_messages: built $(ls "$repo"/msg/*.msg | wc -l) message types into $generated"

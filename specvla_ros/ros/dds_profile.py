@@ -19,16 +19,27 @@ from pathlib import Path
 from typing import MutableMapping
 
 PROFILE_NAME = "fastdds_large_images.xml"
-# Fast DDS 3 (Jazzy, Kilted) reads the first; Fast DDS 2 (Humble) only the second, which Fast DDS 3's
-# rmw still honours but warns about in every process: set only the one the installed distro reads.
+# Fast DDS 3 (Kilted and later) reads the first; Fast DDS 2 (Humble, and Jazzy: its wheels ship
+# libfastrtps 2.14) only the second, which Fast DDS 3's rmw still honours but warns about in every
+# process: set only the one the installed distro reads.
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-FAST_DDS_2_DISTROS = ("humble",)
+FAST_DDS_2_DISTROS = ("humble", "jazzy")
+
+
+def fast_dds_2(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether this ROS install's Fast DDS is version 2: from ROS_DISTRO (a sourced distro sets it), else,
+    for the PyPI wheels in this interpreter's prefix (no ROS_DISTRO), from the Fast DDS library they ship."""
+    environ = os.environ if environ is None else environ
+    distro = environ.get("ROS_DISTRO", "").strip().lower()
+    if distro:
+        return distro in FAST_DDS_2_DISTROS
+    library = Path(sys.prefix) / "lib"
+    return not any(library.glob("libfastdds.so*")) and any(library.glob("libfastrtps.so.2*"))
 
 
 def profile_variable(environ: MutableMapping[str, str] | None = None) -> str:
-    """The variable this ROS distro's Fast DDS reads (ROS_DISTRO; the PyPI wheels are Kilted)."""
-    environ = os.environ if environ is None else environ
-    return PROFILE_VARIABLES[1] if environ.get("ROS_DISTRO", "").lower() in FAST_DDS_2_DISTROS else PROFILE_VARIABLES[0]
+    """The variable this ROS install's Fast DDS reads its XML profile from."""
+    return PROFILE_VARIABLES[1] if fast_dds_2(environ) else PROFILE_VARIABLES[0]
 
 
 def profile_path() -> Path | None:
@@ -68,7 +79,9 @@ def _only_this_machine(environ: MutableMapping[str, str]) -> bool:
 def current_setup(environ: MutableMapping[str, str] | None = None) -> DdsSetup:
     environ = os.environ if environ is None else environ
     rmw = environ.get("RMW_IMPLEMENTATION", "").strip() or "rmw_fastrtps_cpp"
-    value = next((environ[name] for name in PROFILE_VARIABLES if environ.get(name)), None)
+    # Only what this Fast DDS reads: Fast DDS 2 ignores FASTDDS_DEFAULT_PROFILES_FILE.
+    read = PROFILE_VARIABLES[1:] if fast_dds_2(environ) else PROFILE_VARIABLES
+    value = next((environ[name] for name in read if environ.get(name)), None)
     profile = Path(value) if value else None
     ours = profile is not None and profile.name == PROFILE_NAME
     return DdsSetup(rmw, profile, ours)
@@ -100,4 +113,5 @@ def export_lines() -> str:
         return "# config/fastdds_large_images.xml not found: run from the checkout or source the install"
     other = [name for name in PROFILE_VARIABLES if name != profile_variable()][0]
     return "\n".join([f"export {profile_variable()}={path}", "export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
-                      f"# on {'Jazzy or later' if other == PROFILE_VARIABLES[0] else 'Humble'}: {other}={path}"])
+                      f"# on {'Kilted or later' if other == PROFILE_VARIABLES[0] else 'Humble or Jazzy'}: "
+                      f"{other}={path}"])

@@ -61,12 +61,23 @@ class HealthInputs:
     verify_ms: RollingWindow = field(default_factory=RollingWindow)
     total_ms: RollingWindow = field(default_factory=RollingWindow)
     acceptance_length: RollingWindow = field(default_factory=RollingWindow)
+    lifecycle_state: str = "active"    # unconfigured, inactive, active, finalized, or a transition state
+
+
+# Why a node that is not active neither decodes nor commands, and what moves it on.
+LIFECYCLE_MESSAGES = {
+    "unconfigured": "unconfigured: no model loaded (lifecycle configure loads it)",
+    "inactive": "inactive: model loaded, no decoding, no commands (lifecycle activate starts them)",
+    "finalized": "finalized: shut down",
+}
 
 
 def assess(inputs: HealthInputs) -> tuple[int, str]:
     """(level, message): the most important thing a person should know right now."""
     if inputs.incidents and inputs.incidents[0][0] == ERROR:
         return ERROR, _incident_message(inputs.incidents)
+    if inputs.lifecycle_state != "active":  # intended by whoever drives the lifecycle: not a fault
+        return OK, LIFECYCLE_MESSAGES.get(inputs.lifecycle_state, f"{inputs.lifecycle_state} (lifecycle transition)")
     budget_s = inputs.latency_budget_ms / 1000.0
     if inputs.decoding_for_s is not None and inputs.decoding_for_s > budget_s:
         return WARN, (f"decode_over_budget: a decode has been running for {inputs.decoding_for_s:.1f} s "
@@ -91,6 +102,7 @@ def assess(inputs: HealthInputs) -> tuple[int, str]:
 def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> DiagnosticStatus:
     level, message = assess(inputs)
     values = {
+        "lifecycle_state": inputs.lifecycle_state,
         "mode": inputs.mode,
         "relax_bins": " ".join(str(r) for r in inputs.relax_bins),
         "draft_latency_ms_last": _fmt(inputs.draft_ms.last()),

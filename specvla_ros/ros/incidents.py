@@ -34,6 +34,7 @@ class Cause(str, Enum):
     NON_ACTION_TOKENS = "non_action_tokens"    # a text or padding id among the 7 tokens: not published
     DECODE_OVER_BUDGET = "decode_over_budget"  # a decode slower than latency_budget_ms
     PARAMETER_REFUSED = "parameter_refused"    # a parameter update was refused
+    TRANSITION_FAILED = "transition_failed"    # a lifecycle transition (configure: the model) failed
 
     @property
     def level(self) -> int:

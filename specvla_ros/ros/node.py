@@ -1,15 +1,24 @@
-"""specvla_node: camera + task in, end-effector deltas out at control rate.
+"""specvla_node: camera + task in, end-effector deltas out at control rate; a managed (lifecycle) node.
 
 Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
 decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
 in safety.py, health in diagnostics.py (what went wrong, per cause, in incidents.py), parameters
-in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py.
+in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py,
+parameter values turned into the core's configs in node_config.py, lifecycle glue in lifecycle.py.
 node_entry.py runs it as a process (signals, exit codes).
+
+Lifecycle: construction checks every parameter (a bad value raises ConfigError, one line);
+configure loads the model, checks it and compiles it (the inference worker or decoder process
+starts) and creates the topics; activate lets frames reach the model and commands out (still
+gated by dry_run and enable); deactivate sends the zero commands owed, then silence; cleanup and
+shutdown stop the worker or process and free the model. `autostart` (default true) runs configure
+and activate from the constructor, so a plain run starts by itself.
 """
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,18 +29,20 @@ from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.service import Service
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
-from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig
+from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import ActionResult
 from specvla_ros.core.errors import ConfigError, InputError, SpecVLAError
-from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
-from specvla_ros.ros import diagnostics
+from specvla_ros.ros import diagnostics, lifecycle
 from specvla_ros.ros.dds_profile import current_setup
 from specvla_ros.ros.image_conversion import to_rgb
 from specvla_ros.ros.image_qos import describe_image_qos, image_qos
@@ -39,10 +50,11 @@ from specvla_ros.ros.incidents import PER_DECODE, WARN, Cause, Incidents, printa
 from specvla_ros.ros.input_budget import ImageTooLarge, TaskTooLong, check_image, check_task
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
 from specvla_ros.ros.model_check import check_model, verdict
-from specvla_ros.ros.parameters import SPECS, check_update, compile_setting, declare_all, unknown_overrides
-from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, DecoderSpec, ProcessWorker
-from specvla_ros.ros.safety import Command, CommandGate, GateSettings, SafetyLimits, TimedAction
-from specvla_ros.ros.worker import InferenceWorker, MailboxWorker
+from specvla_ros.ros.node_config import decoder_config, decoder_spec, gate_settings
+from specvla_ros.ros.parameters import NODE_NAME, SPECS, check_startup, check_update, declare_all, unknown_overrides
+from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, ProcessWorker
+from specvla_ros.ros.safety import Command, CommandGate, TimedAction
+from specvla_ros.ros.worker import InferenceWorker, MailboxWorker, WorkerCounters
 
 CAMERA_QOS = qos_profile_sensor_data
 TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -63,11 +75,12 @@ class InferenceRequest:
     received_s: float  # monotonic arrival time of the frame
 
 
-class SpecVLANode(Node):
+class SpecVLANode(LifecycleNode):
     """The Spec-VLA policy node. Pass `decoder` to use an already-built decoder (tests, demo)."""
 
     def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
-        super().__init__("specvla_node", **node_kwargs)
+        super().__init__(NODE_NAME, **node_kwargs)
+        lifecycle.answer_refused_transitions(self)  # Humble and Jazzy would raise out of the service
         values = declare_all(self)  # ConfigError, one line, on any bad start-up value
         for warning in unknown_overrides(self):
             self.get_logger().warning(warning)
@@ -75,110 +88,170 @@ class SpecVLANode(Node):
 
         self._lock = threading.Lock()
         # Held from a tick's decision to its publish; every change that can stop commands (enable, dry_run,
-        # bounds, task, shutdown) takes it first, so no command decided before a stop goes out after it.
+        # bounds, task, deactivate, shutdown) takes it first: no command decided before a stop goes out after it.
         self._publish_lock = threading.Lock()
         self._task: str | None = None
         self._last_frame: InferenceRequest | None = None  # newest frame, kept for a task change
         self._incidents = Incidents()
         self._commands_published = 0
-        self._shut_down = False
+        self._active = False  # frames reach the model and commands may leave (lifecycle state active)
         self._completions: deque[float] = deque(maxlen=50)
         self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
-        self._gate = CommandGate(self._gate_settings(values), enabled=values["start_enabled"])
+        self._gate = CommandGate(gate_settings(values), enabled=values["start_enabled"])
 
-        self._decoder_config = self._build_decoder_config()
-        self._isolation = self._param("inference.isolation")
+        self._given_decoder = decoder  # not ours to free: kept across cleanup / configure
+        self._isolation = values["inference.isolation"]
+        self._decoder_config: DecoderConfig | None = None
         self._decoder: Decoder | None = None  # in this process; None when it lives in the decoder process
-        self._worker: MailboxWorker[InferenceRequest, ActionResult] = self._start_worker(decoder)
-        try:
-            self._wire()
-        except BaseException:  # a signal or an error after the model loaded: no worker left behind
-            self._worker.stop(timeout_s=self._param("inference.shutdown_timeout_s"))
-            raise
-
-    def _wire(self) -> None:
-        """Publishers, subscriptions, the service and the timers."""
-        self._command_pub = self.create_publisher(EndEffectorDelta, self._param("topics.command"), COMMAND_QOS)
-        self._twist_pub = (self.create_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
-                           if self._param("publish_twist") else None)
-        self._stats_pub = self.create_publisher(DecodeStats, "~/decode_stats", STATS_QOS)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        camera_qos = image_qos(self._param("topics.image_qos"))
-        if self._param("topics.compressed_image"):
-            self.create_subscription(CompressedImage, self._param("topics.compressed_image"), self._on_image,
-                                     camera_qos)
-        else:
-            self.create_subscription(Image, self._param("topics.image"), self._on_image, camera_qos)
-        # How frames reach this node, for logs and /diagnostics (large frames need one of the two set up).
-        self._transport = {"camera_qos": describe_image_qos(self._param("topics.image_qos")),
+        self._worker: MailboxWorker[InferenceRequest, ActionResult] | None = None
+        self._stopped_worker: MailboxWorker[InferenceRequest, ActionResult] | None = None
+        self._entities: list[Any] = []  # publishers, subscriptions, service, timer made by configure
+        self._command_pub: Publisher | None = None
+        self._twist_pub: Publisher | None = None
+        self._stats_pub: Publisher | None = None
+        self._control_period_s = 1.0 / values["control_rate_hz"]
+        self._transition_error: BaseException | None = None  # why the last configure / activate failed
+        self._autostarting = False  # transition failures are raised to the caller, not logged here
+        self._transport = {"camera_qos": describe_image_qos(values["topics.image_qos"]),
                            "dds_transport": current_setup().describe()}
-        self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS)
-        if self._param("topics.enable"):
-            # A latched value from before start-up must not override start_enabled unless asked.
-            self.create_subscription(Bool, self._param("topics.enable"), self._on_enable_topic,
-                                     TASK_QOS if self._param("accept_latched_enable") else ENABLE_LIVE_QOS)
-        self.create_service(SetBool, "~/enable", self._on_enable_service)
 
-        self._control_period_s = 1.0 / self._param("control_rate_hz")
-        self.create_timer(self._control_period_s, self._on_control_tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        # Health in every lifecycle state, from construction on.
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
-        # What loading decided (decoder.tree.auto's choice), from this process's decoder or the child's.
-        for note in getattr(self._decoder if self._decoder is not None else self._worker, "start_notes", []):
-            self.get_logger().info(note)
+        if values["autostart"]:
+            self._autostart()
+
+    def _autostart(self) -> None:
+        """configure, then activate; on failure, raise the reason (the node is not returned)."""
+        self._autostarting = True
+        try:
+            for transition in ("configure", "activate"):
+                if not lifecycle.trigger(self, transition):
+                    self._release()
+                    raise self._transition_error or SpecVLAError(
+                        f"lifecycle transition {transition} failed in state {lifecycle.state_of(self)}")
+        finally:
+            self._autostarting = False
+
+    # ----- lifecycle transitions --------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the parameters again, load, check and compile the model, create the topics."""
+        self._transition_error = None
+        try:
+            reason = check_startup(self._parameter_values())
+            if reason:
+                raise ConfigError(f"parameter {reason}")
+            self._decoder_config = decoder_config(self._parameter_values())
+            self._worker = self._start_worker(self._given_decoder)  # loads the model (or the process does)
+            self._wire()
+        except Exception as error:  # noqa: BLE001 - reported, and raised again by autostart
+            self._release()
+            return self._refuse("configure", error)
+        except BaseException:  # a signal during loading: nothing left behind, the signal goes on
+            self._release()
+            raise
+        self._incidents.resolve([Cause.TRANSITION_FAILED])
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Frames reach the model and commands leave again; enabled as start_enabled says."""
+        result = super().on_activate(state)  # the lifecycle publishers first, then the flag that uses them
+        with self._publish_lock, self._lock:
+            self._gate.set_enabled(self._param("start_enabled"))
+            self._active = True
+            frame, task = self._last_frame, self._task
+        if task is not None and frame is not None and \
+                time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
+            self._worker.submit(InferenceRequest(frame.image, task, frame.received_s))
         self.get_logger().info(
-            f"ready: {self._decoder_config.mode} decoding in a {self._isolation}, "
+            f"ready (active): {self._decoder_config.mode} decoding in a {self._isolation}, "
             f"r={list(self._decoder_config.relax_bins)}, "
             f"temporal drafts {'on' if self._decoder_config.temporal.enabled else 'off'}, "
             f"{1.0 / self._control_period_s:g} Hz, dry_run={self._param('dry_run')}, "
             f"enabled={self._gate.enabled}")
-        self.get_logger().info(f"camera QoS {self._transport['camera_qos']}; DDS: {self._transport['dds_transport']}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """The zero commands owed (if commands were flowing), then silence; the model stays loaded."""
+        self._stop_commands()
+        self.get_logger().info("inactive: no decoding, no commands (activate to resume)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker or decoder process, free the model, remove the topics."""
+        self._release()
+        self.get_logger().info("unconfigured: model freed")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any primary state: the zero commands owed, then everything released."""
+        self._stop_commands()
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised past its own handling: release everything and go back to unconfigured."""
+        self._stop_commands()
+        self._release()
+        return super().on_error(state)
+
+    def _refuse(self, transition: str, error: BaseException) -> TransitionCallbackReturn:
+        """A failed transition: remember why (autostart raises it), else log and report it; FAILURE."""
+        self._transition_error = error
+        if self._autostarting:
+            return TransitionCallbackReturn.FAILURE
+        if isinstance(error, SpecVLAError):
+            text = printable(error, 2000)
+        else:
+            self.get_logger().debug(traceback.format_exc())
+            text = f"unexpected {type(error).__name__}: {printable(error, 2000)} (please report it)"
+        self._report(Cause.TRANSITION_FAILED, f"{transition} failed: {text}")
+        return TransitionCallbackReturn.FAILURE
+
+    @property
+    def lifecycle_state(self) -> str:
+        return lifecycle.state_of(self)
+
+    def _wire(self) -> None:
+        """Publishers, subscriptions, the service and the control timer (configure)."""
+        made = self._entities  # each as it is made: a failure half-way releases what exists
+        # Lifecycle publishers: they publish only while the node is active.
+        self._command_pub = self.create_lifecycle_publisher(EndEffectorDelta, self._param("topics.command"),
+                                                            COMMAND_QOS)
+        made.append(self._command_pub)
+        if self._param("publish_twist"):
+            self._twist_pub = self.create_lifecycle_publisher(TwistStamped, self._param("topics.twist"), COMMAND_QOS)
+            made.append(self._twist_pub)
+        self._stats_pub = self.create_lifecycle_publisher(DecodeStats, "~/decode_stats", STATS_QOS)
+        made.append(self._stats_pub)
+
+        camera_qos = image_qos(self._param("topics.image_qos"))
+        if self._param("topics.compressed_image"):
+            made.append(self.create_subscription(CompressedImage, self._param("topics.compressed_image"),
+                                                 self._on_image, camera_qos))
+        else:
+            made.append(self.create_subscription(Image, self._param("topics.image"), self._on_image, camera_qos))
+        made.append(self.create_subscription(String, self._param("topics.task"), self._on_task, TASK_QOS))
+        if self._param("topics.enable"):
+            # A latched value from before start-up must not override start_enabled unless asked.
+            made.append(self.create_subscription(
+                Bool, self._param("topics.enable"), self._on_enable_topic,
+                TASK_QOS if self._param("accept_latched_enable") else ENABLE_LIVE_QOS))
+        made.append(self.create_service(SetBool, "~/enable", self._on_enable_service))
+
+        self._control_period_s = 1.0 / self._param("control_rate_hz")
+        made.append(self.create_timer(self._control_period_s, self._on_control_tick,
+                                      callback_group=MutuallyExclusiveCallbackGroup()))
+        # What loading decided (decoder.tree.auto's choice), from this process's decoder or the child's.
+        for note in getattr(self._decoder if self._decoder is not None else self._worker, "start_notes", []):
+            self.get_logger().info(note)
+        # How frames reach this node, for logs and /diagnostics (large frames need one of the two set up).
+        self.get_logger().info(f"configured: camera QoS {self._transport['camera_qos']}; "
+                               f"DDS: {self._transport['dds_transport']}")
 
     # ----- start-up -------------------------------------------------------------------------
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
-
-    def _build_decoder_config(self) -> DecoderConfig:
-        relax = tuple(int(r) for r in self._param("decoder.relax_bins"))
-        auto = self._param("decoder.tree.auto")
-        # 0 = free for decoder.tree.auto to choose, or the authors' value without it.
-        shape = {name: self._param(f"decoder.tree.{name}") or (0 if auto else default)
-                 for name, default in PAPER_TREE.items()}
-        tree = TreeConfig(**shape, auto=auto,
-                          restrict_to_action_tokens=self._param("decoder.tree.restrict_to_action_tokens"))
-        return DecoderConfig(
-            action_tokens_only=self._param("decoder.action_tokens_only"),
-            mode=self._param("decoder.mode"),
-            relax_bins=relax if len(relax) == 7 else relax[0],
-            tree=tree,
-            unnorm_key=self._param("model.unnorm_key") or None,
-            temporal=TemporalDraftConfig(
-                enabled=self._param("temporal_draft.enabled"),
-                history=self._param("temporal_draft.history"),
-                proposals=tuple(self._param("temporal_draft.proposals")),
-                draft_head=self._param("temporal_draft.draft_head"),
-                max_frame_age_s=self._param("temporal_draft.max_frame_age_s"),
-                max_gap_s=self._param("temporal_draft.max_gap_s"),
-                datastore=self._param("temporal_draft.datastore"),
-                retrieved=self._param("temporal_draft.retrieved"),
-            ),
-            prefill_drafts=self._param("decoder.prefill_drafts"),
-        )
-
-    def _decoder_spec(self) -> DecoderSpec:
-        """What to load, from the model parameters; loaded here or in the decoder process."""
-        path = self._param("model.path")
-        if not path:
-            raise SpecVLAError("parameter model.path is empty: point it at a checkpoint folder "
-                               "(see config/arm.yaml)")
-        crop = {"auto": None, "true": True, "false": False}[self._param("model.center_crop")]
-        quantization = self._param("model.quantization")
-        return DecoderSpec(path, self._param("model.draft_path") or None, self._decoder_config,
-                           device=self._param("model.device"), dtype=self._param("model.dtype"),
-                           center_crop=crop, quantization=None if quantization == "auto" else quantization,
-                           compile=compile_setting(self._param("model.compile")),
-                           startup_check=self._param("model.startup_check"))
 
     def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
@@ -187,13 +260,13 @@ class SpecVLANode(Node):
                 raise ConfigError("inference.isolation 'process' loads the model from model.path in a child "
                                   "process; a decoder object passed to SpecVLANode cannot move there: pass no "
                                   "decoder, or use inference.isolation 'thread'")
-            spec = self._decoder_spec()
+            spec = decoder_spec(self._parameter_values(), self._decoder_config)
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
             return ProcessWorker(spec, self._decode_call, self._on_result, self._on_error,
                                  start_timeout_s=self._param("inference.start_timeout_s"),
                                  heartbeat_timeout_s=self._param("inference.heartbeat_timeout_s"))
         if decoder is None:
-            spec = self._decoder_spec()
+            spec = decoder_spec(self._parameter_values(), self._decoder_config)
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device}")
             decoder = spec.load()  # with the start-up check unless model.startup_check is false
         elif self._param("model.startup_check"):
@@ -203,22 +276,6 @@ class SpecVLANode(Node):
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self._param(spec.name) for spec in SPECS}
-
-    @staticmethod
-    def _gate_settings(values: dict[str, Any]) -> GateSettings:
-        """The live safety parameters, from a name -> value mapping of all parameters."""
-        return GateSettings(
-            action_timeout_s=values["action_timeout_s"],
-            stale_action_policy=values["stale_action_policy"],
-            dry_run=values["dry_run"],
-            zero_commands_on_disable=values["zero_commands_on_disable"],
-            limits=SafetyLimits(
-                action_low=tuple(values["action_low"]),
-                action_high=tuple(values["action_high"]),
-                max_linear_speed_mps=values["max_linear_speed_mps"],
-                max_angular_speed_radps=values["max_angular_speed_radps"],
-            ),
-        )
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
         updates = {p.name: p.value for p in parameters}
@@ -230,7 +287,7 @@ class SpecVLANode(Node):
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy sets the values after this returns; apply the live ones now.
         with self._publish_lock, self._lock:
-            self._gate.update_settings(self._gate_settings({**current, **updates}))
+            self._gate.update_settings(gate_settings({**current, **updates}))
         return SetParametersResult(successful=True)
 
     def _report(self, cause: Cause, message: str) -> None:
@@ -254,9 +311,9 @@ class SpecVLANode(Node):
             return
         with self._lock:
             self._last_frame = InferenceRequest(msg, self._task or "", time.monotonic())
-            task = self._task
-        if task is not None:
-            self._worker.submit(self._last_frame)
+            task, worker = self._task, self._worker if self._active else None
+        if task is not None and worker is not None:
+            worker.submit(self._last_frame)
 
     def _on_task(self, msg: String) -> None:
         task = msg.data.strip()
@@ -270,15 +327,16 @@ class SpecVLANode(Node):
                 return
             self._gate.invalidate()  # actions decoded for the old task must not go out
             self._task = None if refusal else task
-            frame = self._last_frame
+            frame, worker = self._last_frame, self._worker if self._active else None
         if refusal:  # the old task stops too: the sender meant to change it
             self._report(Cause.TASK_REJECTED, refusal)
             return
         self._incidents.resolve([Cause.TASK_REJECTED])
         self.get_logger().info(f"task: '{printable(task, 120)}'")
-        if frame is not None and time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
+        if worker is not None and frame is not None and \
+                time.monotonic() - frame.received_s <= self._param("image_timeout_s"):
             # Answer the new task from the newest frame now, not one camera period later.
-            self._worker.submit(InferenceRequest(frame.image, task, frame.received_s))
+            worker.submit(InferenceRequest(frame.image, task, frame.received_s))
 
     def _on_enable_service(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._set_enabled(request.data)
@@ -321,8 +379,8 @@ class SpecVLANode(Node):
         problem = verdict(result)  # NaN/inf or a non-action token: never a model command
         stats = result.stats
         with self._lock:
-            if request.task != self._task:
-                return  # the task changed while decoding
+            if request.task != self._task or not self._active:
+                return  # the task changed while decoding, or the node was deactivated
             if problem is None:
                 self._gate.offer(timed)
             self._completions.append(time.monotonic())
@@ -343,8 +401,10 @@ class SpecVLANode(Node):
                                                    f"({budget_ms:.0f})")
         else:
             self._incidents.resolve([Cause.DECODE_OVER_BUDGET])
-        self._stats_pub.publish(decode_stats_msg(result, self.get_clock().now().to_msg(), image_stamp,
-                                                 request.image.header.frame_id))
+        with self._lock:  # not after a deactivate or cleanup (which take the lock)
+            if self._active:
+                self._stats_pub.publish(decode_stats_msg(result, self.get_clock().now().to_msg(), image_stamp,
+                                                         request.image.header.frame_id))
 
     def _on_error(self, request: InferenceRequest, error: BaseException, trace: str) -> None:
         if isinstance(error, DecoderProcessError):  # every frame fails the same way
@@ -358,7 +418,7 @@ class SpecVLANode(Node):
     # ----- outputs --------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
         with self._publish_lock:
-            if self._shut_down:
+            if not self._active:
                 return
             with self._lock:
                 command = self._gate.next_command(time.monotonic(), task_known=self._task is not None)
@@ -376,8 +436,9 @@ class SpecVLANode(Node):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        counters = self._worker.counters
-        process = self._worker if isinstance(self._worker, ProcessWorker) else None
+        worker = self._worker
+        counters = worker.counters if worker is not None else WorkerCounters()
+        process = worker if isinstance(worker, ProcessWorker) else None
         if process is not None and not process.responsive:  # also when it died between frames
             self._report(Cause.DECODER_PROCESS, f"decoder process {process.state}: restart the node")
         elif process is not None:
@@ -390,12 +451,12 @@ class SpecVLANode(Node):
                 image_timeout_s=self._param("image_timeout_s"),
                 incidents=self._incidents.current(now),
                 incident_counts=self._incidents.counts(),
-                decoding_for_s=self._worker.busy_for_s(now),
+                decoding_for_s=worker.busy_for_s(now) if worker is not None else None,
                 latency_budget_ms=self._param("latency_budget_ms"),
                 dry_run=self._gate.settings.dry_run,
                 enabled=self._gate.enabled,
-                relax_bins=self._decoder_config.relax_bins,
-                mode=self._decoder_config.mode,
+                relax_bins=self._decoder_config.relax_bins if self._decoder_config else (),
+                mode=self._decoder_config.mode if self._decoder_config else self._param("decoder.mode"),
                 dropped_frames=counters.dropped,
                 inferences=counters.completed,
                 failed_inferences=counters.failed,
@@ -403,6 +464,7 @@ class SpecVLANode(Node):
                 inference_rate_hz=len(recent) / 5.0,
                 draft_ms=self._latency["draft"], verify_ms=self._latency["verify"],
                 total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
+                lifecycle_state=self.lifecycle_state,
             )
             status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
         status.values += [KeyValue(key=key, value=value) for key, value in self._transport.items()]
@@ -413,29 +475,66 @@ class SpecVLANode(Node):
         array.status = [status]
         self._diag_pub.publish(array)
 
-    # ----- shutdown -------------------------------------------------------------------------
-    def shutdown(self) -> bool:
-        """Stop: the zero commands owed go out now (if commands were flowing), then the worker stops
-        within inference.shutdown_timeout_s. True when nothing of the decoder is left running."""
-        worker = getattr(self, "_worker", None)  # absent when start-up failed (e.g. no model)
-        if worker is None:
-            return True
-        if self._shut_down:
-            return not worker.busy
-        wired = getattr(self, "_command_pub", None) is not None  # not when start-up failed before wiring
+    # ----- stopping -------------------------------------------------------------------------
+    def _stop_commands(self) -> None:
+        """Commands stop: the zero commands owed go out now (if commands were flowing), then nothing."""
         with self._publish_lock:  # after this, no tick publishes: the zeros are the last commands
-            self._shut_down = True
             with self._lock:
-                stops = self._gate.stop_commands() if wired else []
+                was_active, self._active = self._active, False
+                stops = self._gate.stop_commands() if was_active else []
+                self._gate.invalidate()  # an action decoded before the stop never goes out after it
             for command in stops:
                 self._publish(command)
         if stops:
-            self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the process goes
-        timeout_s = self._param("inference.shutdown_timeout_s")
-        stopped = worker.stop(timeout_s=timeout_s)
-        if not stopped:
-            self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; exiting without it")
+            self._command_pub.wait_for_all_acked(Duration(seconds=0.5))  # out before the node goes
+
+    def _release(self) -> bool:
+        """Stop the worker (or decoder process) within inference.shutdown_timeout_s, free the model,
+        remove what configure made. True when nothing of the decoder is left running."""
+        with self._publish_lock, self._lock:
+            self._active = False
+            worker, self._worker = self._worker, None
+            entities, self._entities = self._entities, []
+            self._decoder, self._task, self._last_frame = None, None, None
+        stopped = True
+        if worker is not None:
+            self._stopped_worker = worker
+            timeout_s = self._param("inference.shutdown_timeout_s")
+            stopped = worker.stop(timeout_s=timeout_s)
+            if not stopped:
+                self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; going on "
+                                          "without it")
+        for entity in entities:
+            self._destroy(entity)
+        self._command_pub = self._twist_pub = self._stats_pub = None
+        if self._decoder_config is not None and self._param("model.device").startswith("cuda"):
+            import torch  # the model's memory goes back to the GPU now, not at the next allocation
+
+            torch.cuda.empty_cache()
         return stopped
+
+    def _destroy(self, entity: Any) -> None:
+        if isinstance(entity, Publisher):
+            self.destroy_lifecycle_publisher(entity)
+        elif isinstance(entity, Subscription):
+            self.destroy_subscription(entity)
+        elif isinstance(entity, Service):
+            self.destroy_service(entity)
+        else:
+            self.destroy_timer(entity)
+
+    def shutdown(self) -> bool:
+        """Stop for good (SIGINT / SIGTERM, destroy_node): the lifecycle shutdown transition, i.e. the
+        zero commands owed, then the worker within inference.shutdown_timeout_s. True when nothing of
+        the decoder is left running."""
+        if self.lifecycle_state != lifecycle.FINALIZED and not lifecycle.trigger(self, "shutdown"):
+            # A transition in flight (a configure still loading the model when the signal came): stop what
+            # exists; that transition's thread cannot be interrupted, so the process must end without it.
+            self._stop_commands()
+            self._release()
+            return False
+        worker = self._stopped_worker
+        return worker is None or not worker.busy
 
     def destroy_node(self) -> None:
         if getattr(self, "_gate", None) is not None:

@@ -1,19 +1,22 @@
 """The node's parameters: one table with defaults, descriptions, ranges and checks.
 
 Declared with ParameterDescriptor (so `ros2 param describe` explains each), refused on set
-when out of range or inconsistent. Model and decoder parameters are read-only: they take
-effect at start-up, where the model loads.
+when out of range or inconsistent, and checked the same way at start-up (declare_all). Model and
+decoder parameters are read-only: they take effect at start-up (configure), where the model loads.
 """
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
+from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from specvla_ros.core.errors import ConfigError
 
@@ -26,6 +29,9 @@ DTYPES = ("float32", "bfloat16", "float16")
 TEMPORAL_PROPOSALS = ("previous", "linear", "before")  # specvla_ros.core.temporal_draft.PROPOSALS
 ISOLATION_MODES = ("thread", "process")
 COMPILE_MODES = ("auto", "off", "default", "reduce-overhead")  # specvla_ros.core.compilation.COMPILE_MODES
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]+)?")
+# Kinds of string parameter with a syntax of their own (ParamSpec.kind).
+TOPIC, OPTIONAL_TOPIC, DEVICE = "topic", "optional topic", "device"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class ParamSpec:
     read_only: bool = False
     length: tuple[int, ...] = ()  # allowed list lengths for array parameters
     also_bool: bool = False  # YAML reads a bare off / on as a boolean: accept it too (see compile_setting)
+    kind: str = ""  # TOPIC (a ROS topic name), OPTIONAL_TOPIC (the same, or empty = off), DEVICE
 
     def descriptor(self) -> ParameterDescriptor:
         descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only,
@@ -64,9 +71,12 @@ class ParamSpec:
                 return f"{self.name} must be a non-empty list of {', '.join(self.choices)}, got {list(value)}"
         elif self.choices and value not in self.choices:
             return f"{self.name} must be one of {', '.join(self.choices)}, got '{value}'"
+        if self.kind:
+            return self._check_kind(value)
         if self.length:
             if len(value) not in self.length:
-                return f"{self.name} must have {' or '.join(map(str, self.length))} entries, got {len(value)}"
+                return (f"{self.name} must have {' or '.join(map(str, self.length))} entries, got {len(value)}: "
+                        f"{list(value)}")
             values = list(value)
         else:
             values = [value]
@@ -78,13 +88,30 @@ class ParamSpec:
                     return f"{self.name} must lie in [{self.low}, {self.high}], got {item}"
         return None
 
+    def _check_kind(self, value: str) -> str | None:
+        if self.kind == DEVICE:
+            if not DEVICE_PATTERN.fullmatch(value):
+                return f"{self.name} must be {DEVICES_HINT} (a torch device), got '{value}'"
+            return None
+        if self.kind == OPTIONAL_TOPIC and value == "":
+            return None
+        try:  # as the node will: relative names and ~ expand against the node's name
+            validate_full_topic_name(expand_topic_name(value, NODE_NAME, "/"))
+        except Exception as error:  # noqa: BLE001 - rclpy raises several kinds; all mean "not a topic name"
+            allowed = "a ROS topic name" + (" or empty (off)" if self.kind == OPTIONAL_TOPIC else "")
+            why = str(error).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
+            return f"{self.name} must be {allowed}, got '{value}' ({why})"
+        return None
+
+
+NODE_NAME = "specvla_node"
 
 SPECS: tuple[ParamSpec, ...] = (
     # model
     ParamSpec("model.path", "", "Checkpoint folder of the VLA (config.json + safetensors).", read_only=True),
     ParamSpec("model.draft_path", "", "Checkpoint folder of the Spec-VLA draft head; needed in speculative mode.",
               read_only=True),
-    ParamSpec("model.device", "cpu", f"Torch device: {DEVICES_HINT}.", read_only=True),
+    ParamSpec("model.device", "cpu", f"Torch device: {DEVICES_HINT}.", read_only=True, kind=DEVICE),
     ParamSpec("model.dtype", "float32", "Weights and activations dtype (bfloat16 on CUDA).", choices=DTYPES,
               read_only=True),
     ParamSpec("model.unnorm_key", "", "Dataset key of the action statistics in the checkpoint; empty = the only one.",
@@ -163,19 +190,22 @@ SPECS: tuple[ParamSpec, ...] = (
               "compressed frames are checked from their header, before decompression.", low=1,
               high=100_000_000),
     # topics
-    ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True),
+    ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True,
+              kind=TOPIC),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "
-              "(jpeg/png) instead of topics.image.", read_only=True),
+              "(jpeg/png) instead of topics.image.", read_only=True, kind=OPTIONAL_TOPIC),
     ParamSpec("topics.image_qos", "sensor_data", "Camera subscription QoS: sensor_data (best effort; connects to "
               "any camera) or reliable (only reliable cameras; carries full-size frames without the shared-memory "
               "Fast DDS profile on the camera's side, see docs/rosbags.md).", choices=IMAGE_QOS_CHOICES,
               read_only=True),
-    ParamSpec("topics.task", "/vla/instruction", "Task instruction topic (std_msgs/String).", read_only=True),
+    ParamSpec("topics.task", "/vla/instruction", "Task instruction topic (std_msgs/String).", read_only=True,
+              kind=TOPIC),
     ParamSpec("topics.command", "~/command", "End-effector delta commands (specvla_ros/EndEffectorDelta).",
-              read_only=True),
+              read_only=True, kind=TOPIC),
     ParamSpec("topics.twist", "/servo_node/delta_twist_cmds", "TwistStamped output for MoveIt Servo "
-              "(used when publish_twist is true).", read_only=True),
-    ParamSpec("topics.enable", "", "Optional std_msgs/Bool enable topic; empty = service only.", read_only=True),
+              "(used when publish_twist is true).", read_only=True, kind=TOPIC),
+    ParamSpec("topics.enable", "", "Optional std_msgs/Bool enable topic; empty = service only.", read_only=True,
+              kind=OPTIONAL_TOPIC),
     ParamSpec("accept_latched_enable", False, "false: the enable topic's value from before start-up is ignored "
               "(start_enabled decides; messages published after start-up apply). true: the last value "
               "latched (transient local) before start-up applies too.", read_only=True),
@@ -189,6 +219,10 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("image_timeout_s", 1.0, "Camera silent for longer than this: diagnostics report a stale camera.",
               low=0.01, high=60.0),
     ParamSpec("latency_budget_ms", 500.0, "Decode latency above this: diagnostics WARN.", low=1.0, high=60000.0),
+    # lifecycle
+    ParamSpec("autostart", True, "Go through configure and activate by itself at start-up, so a plain run "
+              "decodes at once. false: wait unconfigured for a lifecycle manager (launch/arm.launch.py sends the "
+              "standard transitions); configure loads the model, activate starts the commands.", read_only=True),
     # safety
     ParamSpec("dry_run", True, "Compute and report, publish nothing on command topics."),
     ParamSpec("start_enabled", False, "Commands enabled at start-up (else call ~/enable or use topics.enable).",
@@ -256,8 +290,9 @@ def check_bounds(low: list[float] | None, high: list[float] | None) -> str | Non
 def declare_all(node: Node) -> dict[str, Any]:
     """Declare every parameter on `node` and check the values it starts with, as an update would be.
 
-    Raises ConfigError naming the first bad parameter in one line (rclpy's own refusals included:
-    a wrong type, a value out of a declared range). Returns name -> value.
+    Raises ConfigError naming the first bad parameter, its value and what is allowed, in one line
+    (rclpy's own refusals included: a wrong type, a value out of a declared range), with the words a
+    live update is refused with. Returns name -> value.
     """
     overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them there (Humble and later)
     for spec in SPECS:
@@ -269,7 +304,7 @@ def declare_all(node: Node) -> dict[str, Any]:
     values = {spec.name: node.get_parameter(spec.name).value for spec in SPECS}
     reason = check_startup(values)
     if reason:
-        raise ConfigError(f"refused start-up parameters: {reason}")
+        raise ConfigError(f"parameter {reason}")  # the update's own message: it starts with the name
     return values
 
 
@@ -296,7 +331,7 @@ def _refusal(spec: ParamSpec, value: Any, error: ParameterException) -> str:
         given = "" if value is None else f", got {value!r}"
         return f"parameter {spec.name} must be {expected}{given}{hint}"
     reason = spec.check(value) if value is not None else None
-    return f"parameter {spec.name}: {reason or str(error).splitlines()[0]}"
+    return f"parameter {reason}" if reason else f"parameter {spec.name}: {str(error).splitlines()[0]}"
 
 
 def _type_name(default: Any) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from specvla_ros.ros.dds_profile import DdsSetup
+from specvla_ros.ros.dds_profile import DdsSetup, profile_variable
 
 # Fast DDS's default shared-memory segment is 512 KiB; a frame this large or larger goes over UDP fragments.
 DEFAULT_SEGMENT_BYTES = 512 * 1024
@@ -25,7 +25,7 @@ def delivery_hint(largest_frame_bytes: int, image_qos: str, node_camera_qos: str
             and setup.rmw.startswith("rmw_fastrtps")):
         ours = "config/fastdds_large_images.xml"
         profile = (f"run with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, so specvla uses {ours}" if setup.profile is None
-                   else f"point FASTDDS_DEFAULT_PROFILES_FILE at {ours}")
+                   else f"point {profile_variable()} at {ours}")
         return (f"frames of up to {largest_frame_bytes / 1000:.0f} kB went unanswered over best effort with "
                 f"{setup.describe()}. Fast DDS loses nearly every such frame (1 of 60 at 640x480 rgb8 here). Either "
                 f"{profile} (shared memory; `specvla dds-profile`), or pass --image-qos reliable and start the node "

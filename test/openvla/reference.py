@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from test.openvla.pillow_reference import bicubic_resize
 
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -28,12 +29,14 @@ def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def reference_pixels(folder: Path, image: np.ndarray) -> list[torch.Tensor]:
-    """Per backbone (1, 3, S, S): PIL bicubic resize, /255, normalize with the processor's saved values."""
+    """Per backbone (1, 3, S, S): Pillow's bicubic resize as OpenVLA ran it (Pillow 10.3-12.x, written out in
+    pillow_reference.py: the installed Pillow 13 differs on frames taller than wide), /255, normalize with
+    the processor's saved values."""
     processor = json.loads((folder / "preprocessor_config.json").read_text())
     out = []
     for resize, norm in zip(processor["tvf_resize_params"], processor["tvf_normalize_params"], strict=True):
         size = tuple(resize["size"])
-        picture = Image.fromarray(image).resize(size[::-1], Image.BICUBIC)
+        picture = bicubic_resize(image, size[1], size[0])
         x = torch.tensor(np.array(picture), dtype=torch.float32).permute(2, 0, 1) / 255
         x = (x - torch.tensor(norm["mean"])[:, None, None]) / torch.tensor(norm["std"])[:, None, None]
         out.append(x[None])

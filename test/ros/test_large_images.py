@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
-from specvla_ros.ros.dds_profile import PROFILE_VARIABLES
+from specvla_ros.ros.dds_profile import PROFILE_VARIABLES, profile_variable
 from specvla_ros.ros.image_qos import describe_image_qos
 from specvla_ros.ros.node import TASK_QOS, SpecVLANode
 
@@ -50,7 +50,7 @@ def test_full_size_camera_at_30hz_drives_the_node(ros_context, spec_decoder, wid
         for name in PROFILE_VARIABLES:
             env.pop(name, None)
     else:
-        assert env.get(PROFILE_VARIABLES[0], "").endswith("config/fastdds_large_images.xml")
+        assert env.get(profile_variable(), "").endswith("config/fastdds_large_images.xml")
     overrides = [Parameter(k, value=v) for k, v in {**LIVE, "topics.image_qos": qos}.items()]
     node = SpecVLANode(decoder=spec_decoder, context=ros_context, parameter_overrides=overrides)
     tester = Node("tester", context=ros_context)

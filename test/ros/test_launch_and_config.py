@@ -65,3 +65,36 @@ def test_launch_description_builds_when_launch_ros_is_installed() -> None:
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
     assert {"params_file", "use_sim_time"} | set(module.PARAMETER_OVERRIDES) <= names
+
+
+def _imported_names(tree: ast.Module) -> dict[str, str]:
+    """name -> module it is imported from, for every `from module import name` in the file."""
+    return {alias.name: node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
+
+
+def test_launch_file_drives_the_lifecycle_node_with_the_standard_events() -> None:
+    """Read as source (no launch_ros here): a launch_ros LifecycleNode started with autostart false, a
+    ChangeState configure event, and an activate emitted only when configuring reaches inactive (a later
+    deactivate by a supervisor must not be undone by the launch file)."""
+    source = LAUNCH_FILE.read_text()
+    tree = ast.parse(source)
+    imported = _imported_names(tree)
+    assert imported.get("LifecycleNode") == "launch_ros.actions" and "Node" not in imported
+    assert imported.get("ChangeState") == "launch_ros.events.lifecycle"
+    assert imported.get("OnStateTransition") == "launch_ros.event_handlers"
+    assert imported.get("Transition") == "lifecycle_msgs.msg"
+    calls = {node.func.id: node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Name)}
+    handler = {kw.arg: kw.value for kw in calls["OnStateTransition"].keywords}
+    assert ast.literal_eval(handler["start_state"]) == "configuring"
+    assert ast.literal_eval(handler["goal_state"]) == "inactive"
+
+    def transitions(root: ast.AST) -> list[str]:
+        return sorted(ast.unparse(kw.value) for node in ast.walk(root) if isinstance(node, ast.Call)
+                      for kw in node.keywords if kw.arg == "transition_id")
+
+    assert transitions(tree) == ["Transition.TRANSITION_ACTIVATE", "Transition.TRANSITION_CONFIGURE"]
+    assert transitions(calls["OnStateTransition"]) == ["Transition.TRANSITION_ACTIVATE"]
+    assert '"autostart": False' in source
+    assert SPECS_BY_NAME["autostart"].default is True  # a plain `specvla_node` still starts by itself

@@ -1,7 +1,13 @@
-"""Parameter table: defaults pass their own checks, bad values are refused with a reason."""
+"""Parameter table: defaults pass their own checks, bad values are refused with a reason, at start-up too."""
 from __future__ import annotations
 
-from specvla_ros.ros.parameters import SPECS, SPECS_BY_NAME, check_update
+from typing import Any
+
+import pytest
+from rclpy.parameter import Parameter
+
+from specvla_ros.ros.parameters import (DEVICE, DEVICES_HINT, OPTIONAL_TOPIC, SPECS, SPECS_BY_NAME, TOPIC,
+                                        ParamSpec, check_update)
 
 
 def _defaults() -> dict:
@@ -64,3 +70,60 @@ def test_action_tokens_only_default_and_budgets() -> None:
     assert SPECS_BY_NAME["accept_latched_enable"].default is False
     assert SPECS_BY_NAME["inputs.max_task_bytes"].default == 256
     assert SPECS_BY_NAME["inputs.max_image_pixels"].default == 3840 * 2160
+
+
+# ----- issue 20: one bad start-up value per parameter, generated from the table -----------------------
+def _type_mismatch(default: Any) -> Any:
+    """A value of another type than the parameter's (rclpy refuses it at declaration)."""
+    if isinstance(default, list):
+        return [0.5] if default and isinstance(default[0], int) else [1] if default and isinstance(default[0], str) \
+            else ["a"]
+    return {bool: "maybe", int: "many", float: "fast", str: 42}[type(default)]
+
+
+def _violations(spec: ParamSpec) -> list[tuple[str, Any, str]]:
+    """(what is wrong, a start-up value, words the refusal must hold about what is allowed), from the table."""
+    cases = []
+    if not spec.also_bool:  # model.compile takes any type (YAML's off / on); its choices still apply
+        default = spec.default
+        expected = "a list of" if isinstance(default, list) else \
+            {bool: "a bool", int: "an integer", float: "a double", str: "a string"}[type(default)]
+        cases.append(("type", _type_mismatch(default), f"must be {expected}"))
+    if spec.kind == DEVICE:
+        cases.append(("device", "gpu0", DEVICES_HINT))
+    if spec.kind in (TOPIC, OPTIONAL_TOPIC):
+        cases.append(("topic", "two words", "a ROS topic name"))
+    if spec.choices:
+        bad = "not_" + spec.choices[0]
+        cases.append(("choice", [bad] if isinstance(spec.default, list) else bad, ", ".join(spec.choices)))
+    if spec.length:
+        cases.append(("length", list(spec.default[:1]) * (max(spec.length) + 1), " or ".join(map(str, spec.length))))
+    if spec.low is not None:
+        kind = type(spec.default[0]) if isinstance(spec.default, list) else type(spec.default)
+        for bad in (spec.high + 1, spec.low - 1):
+            value = kind(bad)
+            cases.append(("range", [value] * len(spec.default) if isinstance(spec.default, list) else value,
+                          f"[{spec.low}, {spec.high}]"))
+    return cases
+
+
+STARTUP_CASES = [pytest.param(spec, value, allowed, id=f"{spec.name}-{what}")
+                 for spec in SPECS for what, value, allowed in _violations(spec)]
+
+
+def test_every_parameter_has_a_generated_bad_value() -> None:
+    assert {case.values[0].name for case in STARTUP_CASES} == set(SPECS_BY_NAME)
+
+
+@pytest.mark.parametrize("spec, value, allowed", STARTUP_CASES)
+def test_a_bad_start_up_value_stops_the_node_in_one_line(ros_context, spec, value, allowed) -> None:
+    """Refused at construction, before any model: the parameter, the value and what is allowed, one line."""
+    from specvla_ros.core.errors import ConfigError
+    from specvla_ros.ros.node import SpecVLANode
+
+    with pytest.raises(ConfigError) as refused:
+        SpecVLANode(context=ros_context, parameter_overrides=[Parameter(spec.name, value=value)])
+    message = str(refused.value)
+    shown = value[-1] if isinstance(value, list) and "length" not in message else value
+    assert spec.name in message and str(shown) in message and allowed in message, message
+    assert "\n" not in message

@@ -18,6 +18,8 @@ def test_malformed_msg_fails_with_clear_message(tmp_path: Path) -> None:
     (tmp_path / "msg" / "DecodeStats.msg").write_text("float32 fine\nfloot32[ broken_field\n")
 
     venv = Path(sys.prefix)
+    generated = venv / "lib" / "specvla_ros_messages" / "msg" / "__init__.py"  # this venv's good build
+    built_at = generated.stat().st_mtime_ns
     result = subprocess.run(
         [str(tmp_path / "tools" / "build_messages.sh"), str(venv)],
         capture_output=True, text=True, timeout=300,
@@ -25,5 +27,6 @@ def test_malformed_msg_fails_with_clear_message(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "message build failed" in result.stderr
     assert "DecodeStats" in result.stderr and "floot32" in result.stderr
-    # Nothing half-built lands in the (temporary) checkout.
+    # Nothing half-built lands in the (temporary) checkout or replaces the venv's message classes.
     assert not (tmp_path / "specvla_ros" / "msg").exists()
+    assert generated.stat().st_mtime_ns == built_at

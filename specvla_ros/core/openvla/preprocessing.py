@@ -3,7 +3,8 @@
 PrismaticImageProcessor (openvla `prismatic/extern/hf/processing_prismatic.py`) applies, per vision
 backbone: PIL resize to (S, S) ('resize-naive', bicubic), a no-op centre crop, to_tensor (/255) and
 normalize with the mean/std it saved in preprocessor_config.json (`tvf_normalize_params`), then
-stacks the backbones' tensors along channels. The LIBERO fine-tunes were trained with random-crop
+stacks the backbones' tensors along channels. The resize is pinned to what Pillow 10.3-12.x computed,
+whatever Pillow is installed (`resize_like_openvla`). The LIBERO fine-tunes were trained with random-crop
 augmentation and are evaluated after a centre crop to 0.9 of the area and a bilinear resize back
 (`experiments/robot/openvla_utils.py: crop_and_resize`, TensorFlow's crop_and_resize kernel);
 `center_crop_like_openvla` reproduces that kernel's arithmetic in float32.
@@ -36,7 +37,7 @@ class BackboneTransform:
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """uint8 (H, W, 3) -> float32 (3, size, size)."""
         if image.shape[:2] != (self.size, self.size):  # PIL returns an unchanged copy at the same size
-            image = np.asarray(Image.fromarray(image).resize((self.size, self.size), resample=self.resample))
+            image = resize_like_openvla(image, self.size, self.resample)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)  # to_tensor
         mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
@@ -88,6 +89,26 @@ class ImagePreprocessor:
                                   f"{spec.image_size}")
             transforms.append(BackboneTransform(size, resample, _triple(mean), _triple(std)))
         return cls(tuple(transforms), center_crop=bool(config.center_crop), crop_size=config.vision[0].image_size)
+
+
+def resize_like_openvla(image: np.ndarray, size: int, resample: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> (size, size, 3), as `Image.resize((size, size), resample)` gave in Pillow 10.3-12.x.
+
+    Pillow resizes in two one-dimensional passes with an 8-bit image in between, so their order shows
+    in the result. Up to 12.x the horizontal pass ran first; Pillow 13 orders them differently on frames
+    taller than wide whose height shrinks and whose width is not already `size` (480x300 or 300x100 to
+    224, 90x70 to 56: up to ~20 levels apart on ~30 % of the values; square and landscape frames are
+    unaffected). Each pass run on its own is the same computation in all these
+    versions, so running them one at a time, horizontal first, gives OpenVLA's input on any of them
+    (test/openvla/test_resize.py checks it against Pillow's arithmetic written out).
+    """
+    picture = Image.fromarray(image)
+    height, width = image.shape[:2]
+    if width != size:
+        picture = picture.resize((size, height), resample=resample)
+    if height != size:
+        picture = picture.resize((size, size), resample=resample)
+    return np.asarray(picture)
 
 
 def center_crop_like_openvla(image: np.ndarray, crop_scale: float, out_size: int) -> np.ndarray:
