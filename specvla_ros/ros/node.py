@@ -80,6 +80,14 @@ class SpecVLANode(LifecycleNode):
 
     def __init__(self, decoder: Decoder | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
+        try:
+            self._set_up(decoder)
+        except BaseException:
+            self.destroy_node()  # a refused node leaves nothing to the garbage collector (destroy_node says why)
+            raise
+
+    def _set_up(self, decoder: Decoder | None) -> None:
+        """Parameters, state, the diagnostics publisher; with autostart, configure and activate."""
         lifecycle.answer_refused_transitions(self)  # Humble and Jazzy would raise out of the service
         values = declare_all(self)  # ConfigError, one line, on any bad start-up value
         for warning in unknown_overrides(self):
@@ -540,3 +548,9 @@ class SpecVLANode(LifecycleNode):
         if getattr(self, "_gate", None) is not None:
             self.shutdown()
         super().destroy_node()
+        # rclpy's LifecycleNode does not free its state machine, which holds the rcl node: without this the
+        # node stays in the graph until garbage collection, and the collector may then destroy the context's
+        # DDS participant while holding the GIL (Fast DDS waits for a listener thread that needs it: a hang).
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None:
+            state_machine.destroy_when_not_in_use()

@@ -127,3 +127,29 @@ def test_a_bad_start_up_value_stops_the_node_in_one_line(ros_context, spec, valu
     shown = value[-1] if isinstance(value, list) and "length" not in message else value
     assert spec.name in message and str(shown) in message and allowed in message, message
     assert "\n" not in message
+
+
+def test_a_refused_node_leaves_nothing_for_the_garbage_collector(ros_context) -> None:
+    """A refused node is destroyed before the error leaves its constructor. Left to a later GC pass,
+    the last node of a context destroys the DDS participant while holding the GIL, and Fast DDS waits
+    for a listener thread that needs the GIL: a CI run hung there for good."""
+    import gc
+    import time
+
+    from rclpy.node import Node
+
+    from specvla_ros.core.errors import ConfigError
+    from specvla_ros.ros.node import NODE_NAME, SpecVLANode
+
+    tester = Node("refusal_watcher", context=ros_context)
+    gc.disable()  # a leaked node would now stay alive, and visible in the graph
+    try:
+        with pytest.raises(ConfigError):
+            SpecVLANode(context=ros_context, parameter_overrides=[Parameter("control_rate_hz", value=-1.0)])
+        deadline = time.monotonic() + 2.0
+        while NODE_NAME in tester.get_node_names() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert NODE_NAME not in tester.get_node_names()
+    finally:
+        gc.enable()
+        tester.destroy_node()
