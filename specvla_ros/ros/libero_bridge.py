@@ -28,6 +28,7 @@ from std_msgs.msg import String
 
 from specvla_ros.libero.env import LiberoEnv
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
+from specvla_ros.ros.episode_stats import EpisodeStatsLedger
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.messages import command_action, time_to_ns
 from specvla_ros.ros.node import STATS_QOS, TASK_QOS, Decoder, SpecVLANode
@@ -69,7 +70,8 @@ class LiberoBridgeNode(Node):
         self.commands_applied = 0
         self.timeouts = 0
         self.sim_step_ms: list[float] = []  # wall time of LIBERO's step (physics + render + image pipeline)
-        self.finished = False
+        self.finished = False  # every episode run and reported
+        self._ledger = EpisodeStatsLedger()
         self._image_pub = self.create_publisher(Image, self._param("topics.image"), qos_profile_sensor_data)
         self._task_pub = self.create_publisher(String, self._param("topics.task"), TASK_QOS)
         self._result_pub = self.create_publisher(String, "~/episode_result", RESULT_QOS)
@@ -88,20 +90,23 @@ class LiberoBridgeNode(Node):
     # ----- inputs ---------------------------------------------------------------------------
     def _on_command(self, msg: EndEffectorDelta) -> None:
         current = time_to_ns(msg.image_stamp) == self._frame_ns
-        if self.finished or msg.source != EndEffectorDelta.SOURCE_MODEL or not current:
+        if not self._running() or msg.source != EndEffectorDelta.SOURCE_MODEL or not current:
             return  # lockstep: only the model's answer to the current frame moves the robot
+        self._ledger.model_answered(self._frame_ns)
         action = command_action(msg)
         self.commands_applied += 1
         self._step(action, policy_ms=1000.0 * (time.monotonic() - self._frame_sent_s))
 
     def _on_decode_stats(self, msg: DecodeStats) -> None:
-        if self._record is not None and not self.finished:
-            self._record.latency_ms.append(msg.total_ms)
-            self._record.acceptance_length.append(msg.mean_acceptance_length)
+        self._ledger.add_stats(time_to_ns(msg.image_stamp), msg.total_ms, msg.mean_acceptance_length)
+        self._report_ready()
 
     def _on_tick(self) -> None:
+        if not self._running():
+            self._report_ready()  # the last episodes may still wait for their statistics
+            return
         waited_s = time.monotonic() - self._frame_sent_s
-        if not self.finished and waited_s > self._param("step_timeout_s"):
+        if waited_s > self._param("step_timeout_s"):
             self.timeouts += 1
             self.get_logger().warning(f"no command for the current frame after {waited_s:.1f} s: zero motion")
             hold = np.append(np.zeros(6), self._env.state()["gripper_command"])
@@ -120,22 +125,34 @@ class LiberoBridgeNode(Node):
             self._publish_frame(result.observation)
             return
         record.success, record.steps = result.success, self._env.step_count
-        self.records.append(record)
-        self.get_logger().info(f"episode {self._episode + 1}/{len(self._plan)} {record.task} '{record.instruction}' "
-                               f"(init state {record.seed}): {'success' if record.success else 'failure'} "
-                               f"after {record.steps} steps")
-        self._result_pub.publish(String(data=json.dumps(asdict(record))))
+        self._ledger.end(time.monotonic())
         self._start_next_episode()
+        self._report_ready()
+
+    def _running(self) -> bool:
+        """An episode is being stepped (false once the plan is through)."""
+        return self._episode < len(self._plan)
+
+    def _report_ready(self) -> None:
+        """Report the ended episodes whose decode statistics are in; finish after the last."""
+        for record in self._ledger.ready(time.monotonic()):
+            self.records.append(record)
+            self.get_logger().info(f"episode {len(self.records)}/{len(self._plan)} {record.task} "
+                                   f"'{record.instruction}' (init state {record.seed}): "
+                                   f"{'success' if record.success else 'failure'} after {record.steps} steps")
+            self._result_pub.publish(String(data=json.dumps(asdict(record))))
+        if not self._running() and not self._ledger.waiting:
+            self.finished = True
 
     def _start_next_episode(self) -> None:
         self._episode += 1
-        if self._episode >= len(self._plan):
-            self.finished = True
+        if not self._running():
             return
         task, episode = self._plan[self._episode]
         observation = self._env.reset(episode, task)
         self._record = EpisodeRecord(task=episode_label(self._env.config.suite, task), seed=episode,
                                      instruction=observation.instruction, success=False, steps=0)
+        self._ledger.start(self._record)
         self._task_pub.publish(String(data=observation.instruction))
         self._publish_frame(observation)
 
@@ -145,6 +162,7 @@ class LiberoBridgeNode(Node):
         frame.header.frame_id = self._param("frame_id")
         self._frame_ns = time_to_ns(frame.header.stamp)
         self._frame_sent_s = time.monotonic()
+        self._ledger.frame_published(self._frame_ns)
         self._image_pub.publish(frame)
         self.frames_published += 1
 

@@ -29,6 +29,7 @@ from std_msgs.msg import String
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.dds_profile import use_large_image_profile
+from specvla_ros.ros.episode_stats import EpisodeStatsLedger
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.messages import command_action, time_to_ns
 from specvla_ros.ros.node import TASK_QOS
@@ -61,7 +62,8 @@ class SimBridgeNode(Node):
         self._plan = [(task, self._param("seed") + i) for task in self._param("tasks")
                       for i in range(self._param("episodes_per_task"))]
         self.records: list[EpisodeRecord] = []
-        self.finished = False
+        self.finished = False  # every episode run and reported
+        self._ledger = EpisodeStatsLedger()
 
         max_steps = self._param("max_steps")
         self._env = TabletopEnv(EnvConfig(control_hz=self._param("control_rate_hz"),
@@ -92,12 +94,15 @@ class SimBridgeNode(Node):
 
     # ----- commands in ------------------------------------------------------------------------
     def _on_command(self, msg: EndEffectorDelta) -> None:
-        if msg.source != EndEffectorDelta.SOURCE_MODEL and self._lockstep:
+        from_model = msg.source == EndEffectorDelta.SOURCE_MODEL
+        if not from_model and self._lockstep:
             return  # lockstep waits for the model's answer to the current frame
         self._command = command_action(msg)
         self._command_frame_ns = time_to_ns(msg.image_stamp)
         self._command_received_s = time.monotonic()
-        if self._lockstep and not self.finished and self._command_frame_ns == self._frame_ns:
+        if from_model:
+            self._ledger.model_answered(self._command_frame_ns)
+        if self._lockstep and self._running() and self._command_frame_ns == self._frame_ns:
             self._step(self._command, policy_ms=1000.0 * (self._command_received_s - self._frame_sent_s))
 
     def _on_twist(self, msg: TwistStamped) -> None:
@@ -108,14 +113,14 @@ class SimBridgeNode(Node):
         self._command_received_s = time.monotonic()
 
     def _on_decode_stats(self, msg: DecodeStats) -> None:
-        if self._record is not None and not self.finished:
-            self._record.latency_ms.append(msg.total_ms)
-            self._record.acceptance_length.append(msg.mean_acceptance_length)
+        self._ledger.add_stats(time_to_ns(msg.image_stamp), msg.total_ms, msg.mean_acceptance_length)
+        self._report_ready()
 
     # ----- the loop ---------------------------------------------------------------------------
     def _on_tick(self) -> None:
         """Real time: step every period. Lockstep: only step (with zero motion) on a timeout."""
-        if self.finished:
+        if not self._running():
+            self._report_ready()  # the last episodes may still wait for their statistics
             return
         now = time.monotonic()
         if self._lockstep:
@@ -145,24 +150,36 @@ class SimBridgeNode(Node):
             self._publish_frame(result.observation)
             return
         record.success, record.steps = result.success, self._env.step_count
-        self.records.append(record)
-        verdict = "success" if record.success else "failure"
-        self.get_logger().info(f"episode {self._episode + 1}/{len(self._plan)} '{record.instruction}' "
-                               f"(seed {record.seed}): {verdict} after {record.steps} steps")
-        self._result_pub.publish(String(data=json.dumps(asdict(record))))
+        self._ledger.end(time.monotonic())
         self._start_next_episode()
+        self._report_ready()
 
-    def _start_next_episode(self) -> None:
-        self._episode += 1
-        if self._episode >= len(self._plan):
+    def _running(self) -> bool:
+        """An episode is being stepped (false once the plan is through)."""
+        return self._episode < len(self._plan)
+
+    def _report_ready(self) -> None:
+        """Report the ended episodes whose decode statistics are in; finish after the last."""
+        for record in self._ledger.ready(time.monotonic()):
+            self.records.append(record)
+            verdict = "success" if record.success else "failure"
+            self.get_logger().info(f"episode {len(self.records)}/{len(self._plan)} '{record.instruction}' "
+                                   f"(seed {record.seed}): {verdict} after {record.steps} steps")
+            self._result_pub.publish(String(data=json.dumps(asdict(record))))
+        if not self._running() and not self._ledger.waiting and not self.finished:
             self.finished = True
             wins = sum(r.success for r in self.records)
             self.get_logger().info(f"done: {wins}/{len(self.records)} episodes succeeded")
+
+    def _start_next_episode(self) -> None:
+        self._episode += 1
+        if not self._running():
             return
         task, seed = self._plan[self._episode]
         observation = self._env.reset(seed, task)
         self._record = EpisodeRecord(task=task, seed=seed, instruction=observation.instruction,
                                      success=False, steps=0)
+        self._ledger.start(self._record)
         self._command = None
         self._task_pub.publish(String(data=observation.instruction))
         self._publish_frame(observation)
@@ -173,6 +190,7 @@ class SimBridgeNode(Node):
         frame.header.frame_id = self._param("frame_id")
         self._frame_ns = time_to_ns(frame.header.stamp)
         self._frame_sent_s = time.monotonic()
+        self._ledger.frame_published(self._frame_ns)
         self._image_pub.publish(frame)
 
     def destroy_node(self) -> None:

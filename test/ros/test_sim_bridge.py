@@ -5,8 +5,12 @@ import time
 
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
 
+from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.closed_loop import run_closed_loop
 from specvla_ros.ros.node import SpecVLANode
 from specvla_ros.ros.sim_bridge import SimBridgeNode
@@ -57,3 +61,40 @@ def test_real_time_loop_driven_by_twists(spec_decoder) -> None:
         bridge_parameters={"lockstep": False, "topics.twist": "/sim/twist", "max_steps": 15},
         timeout_s=60.0)
     assert result.records and result.records[0].steps == 15
+
+
+def test_statistics_arriving_after_the_final_command_reach_their_episode(ros_context) -> None:
+    """DDS orders nothing across topics: a frame's DecodeStats may come after the command that ended
+    the episode (a CI run lost the last acceptance length this way). Here they always come late."""
+    answerer = Node("late_stats_model", context=ros_context)
+    commands = answerer.create_publisher(EndEffectorDelta, "/specvla_node/command", 10)
+    stats = answerer.create_publisher(DecodeStats, "/specvla_node/decode_stats", 10)
+    held: list[DecodeStats] = []
+
+    def on_frame(image: Image) -> None:
+        command = EndEffectorDelta(source=EndEffectorDelta.SOURCE_MODEL, image_stamp=image.header.stamp)
+        commands.publish(command)
+        late = DecodeStats(image_stamp=image.header.stamp, total_ms=1.0)
+        late.mean_acceptance_length = float(len(held) + 1)
+        held.append(late)
+
+    answerer.create_subscription(Image, "/camera/image_raw", on_frame, qos_profile_sensor_data)
+    bridge = SimBridgeNode(context=ros_context, parameter_overrides=_parameters(
+        tasks=["pick"], episodes_per_task=2, max_steps=3))
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(answerer)
+    executor.add_node(bridge)
+    try:
+        deadline = time.monotonic() + 30.0
+        sent = 0
+        while not bridge.finished and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            if sent < len(held) and bridge._frame_sent_s < time.monotonic() - 0.2:
+                stats.publish(held[sent])  # well after the command: after the last step, for the last frame
+                sent += 1
+        assert bridge.finished, "the bridge did not finish"
+        assert [r.acceptance_length for r in bridge.records] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    finally:
+        executor.shutdown()
+        answerer.destroy_node()
+        bridge.destroy_node()
