@@ -32,7 +32,7 @@ def demo_episode_bins(folders: list[Path], norm_stats: dict, unnorm_key: str | N
     paths = [path for folder in folders for path in sorted(Path(folder).glob("*.npz"))]
     if not paths:
         raise InputError(f"no demonstrations (*.npz) in {', '.join(map(str, folders))}: generate them with "
-                         "`python -m specvla_ros.sim.demos --out DIR`")
+                         "`specvla sim-demos --out DIR`")
     episodes = []
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
