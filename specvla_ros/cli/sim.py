@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specvla_ros.cli.arguments import DECODER_MODES, SIM_TASKS, add_model_arguments
+
+if TYPE_CHECKING:
+    from specvla_ros.sim.scene import SceneConfig
 
 
 def _add_image_size(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -102,10 +107,8 @@ def run_sim_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scene(image_size: tuple[int, int]):
+def _scene(image_size: tuple[int, int]) -> SceneConfig:
     """The default scene with the camera at image_size (H, W)."""
-    from dataclasses import replace
-
     from specvla_ros.sim.scene import CameraConfig, SceneConfig
 
     return SceneConfig(camera=replace(CameraConfig(), height=image_size[0], width=image_size[1]))
