@@ -36,9 +36,13 @@ def _add_libero_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_libero_install(args: argparse.Namespace) -> int:
+    from specvla_ros.libero.errors import LiberoSetupError
     from specvla_ros.libero.install import install, libero_package_dir
 
-    config = install(args.config_dir.resolve())
+    try:
+        config = install(args.config_dir.resolve())
+    except LiberoSetupError as error:  # one line that says what to do, as libero-eval's
+        raise SystemExit(f"specvla libero-install: {error}") from None
     print(f"LIBERO config written to {config}; assets linked at {libero_package_dir() / 'assets'}")
     return 0
 
