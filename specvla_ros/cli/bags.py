@@ -8,12 +8,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specvla_ros.cli.arguments import DECODER_MODES, SIM_TASKS, add_model_arguments, lazy_run
+from specvla_ros.cli.arguments import (
+    CAMERA_TOPIC,
+    COMMAND_TOPIC,
+    DECODE_STATS_TOPIC,
+    DECODER_MODES,
+    SIM_TASKS,
+    TASK_TOPIC,
+    add_model_arguments,
+    lazy_run,
+)
 
-DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
-DEFAULT_TASK_TOPIC = "/vla/instruction"
-DEFAULT_RECORD_TOPICS = (DEFAULT_CAMERA_TOPIC, DEFAULT_TASK_TOPIC, "/specvla_node/command",
-                         "/specvla_node/decode_stats")
+DEFAULT_RECORD_TOPICS = (CAMERA_TOPIC, TASK_TOPIC, COMMAND_TOPIC, DECODE_STATS_TOPIC)
 IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.image_qos; not imported: it loads rclpy
 
 
@@ -30,8 +36,8 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write this task into the bag (latched, at the start, on --task-topic) instead of "
                              "recording a live task topic: a camera recording becomes a bag bag-replay and "
                              "bag-compare use as it is")
-    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
-                        help=f"where --task is written (default {DEFAULT_TASK_TOPIC})")
+    parser.add_argument("--task-topic", default=TASK_TOPIC,
+                        help=f"where --task is written (default {TASK_TOPIC})")
     sim = parser.add_argument_group("recording a simulated run (--sim)")
     sim.add_argument("--sim", action="store_true",
                      help="run specvla_node + the MuJoCo tabletop in this process (lockstep) and record them")
@@ -76,8 +82,8 @@ def _bag_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-topic", default=None,
                         help="sensor_msgs/Image or CompressedImage topic (default: the bag's only colour image "
                              "topic; with several, the error lists them)")
-    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
-                        help=f"std_msgs/String topic holding the task (default {DEFAULT_TASK_TOPIC})")
+    parser.add_argument("--task-topic", default=TASK_TOPIC,
+                        help=f"std_msgs/String topic holding the task (default {TASK_TOPIC})")
     parser.add_argument("--task", default=None, metavar="TEXT",
                         help="the task for every frame, e.g. \"pick up the red cube\": for a bag without a task "
                              "topic (a plain camera recording); overrides the bag's own task topic")

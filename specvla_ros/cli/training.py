@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specvla_ros.cli.arguments import lazy_run
-
-DECODE_STATS_TOPIC = "/specvla_node/decode_stats"
+from specvla_ros.cli.arguments import CAMERA_TOPIC, DECODE_STATS_TOPIC, TASK_TOPIC, lazy_run
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -19,8 +17,8 @@ def _add_source_arguments(parser: argparse.ArgumentParser, required: bool) -> No
                         help="observations: simulation demonstrations (*.npz folder), an image folder with "
                              "manifest.json/.csv, a rosbag2 bag (folder or .mcap/.db3) or a local LeRobot "
                              "dataset folder (meta/info.json)")
-    parser.add_argument("--camera-topic", default="/camera/image_raw", help="camera topic, for bags")
-    parser.add_argument("--task-topic", default="/vla/instruction", help="task (std_msgs/String) topic, for bags")
+    parser.add_argument("--camera-topic", default=CAMERA_TOPIC, help="camera topic, for bags")
+    parser.add_argument("--task-topic", default=TASK_TOPIC, help="task (std_msgs/String) topic, for bags")
     parser.add_argument("--camera-key", default=None,
                         help="camera feature of a LeRobot dataset, e.g. observation.images.image (default: its "
                              "first camera)")
@@ -110,8 +108,8 @@ def _add_build_datastore_arguments(parser: argparse.ArgumentParser) -> None:
                         "its only one)")
     parser.add_argument("--topic", default=DECODE_STATS_TOPIC, help=f"bags: the DecodeStats topic (default "
                         f"{DECODE_STATS_TOPIC})")
-    parser.add_argument("--task-topic", default="/vla/instruction", help="bags: each message here starts an "
-                        "episode (default /vla/instruction; ignored when the bag has no such topic)")
+    parser.add_argument("--task-topic", default=TASK_TOPIC, help="bags: each message here starts an "
+                        f"episode (default {TASK_TOPIC}; ignored when the bag has no such topic)")
     parser.add_argument("--episode-gap-s", type=float, default=2.0, help="bags: a pause longer than this "
                         "starts a new episode (default 2.0)")
     parser.add_argument("--out", type=Path, required=True, help="the datastore file (.safetensors)")
