@@ -171,8 +171,8 @@ def _torch_threads() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from specvla_ros.bags.compare_report import WorstFrames, headline, write_report
     from specvla_ros.bags import BagError, read_observations
+    from specvla_ros.bags.compare_report import WorstFrames, headline, write_report
     from specvla_ros.core.config import DecoderConfig, TreeConfig
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.errors import ConfigError

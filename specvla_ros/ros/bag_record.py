@@ -20,8 +20,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from specvla_ros.cli.bags import DEFAULT_RECORD_TOPICS
 from specvla_ros.bags import TASK_QOS, BagError, BagWriter, TopicQos, remove_bag, string_message
+from specvla_ros.cli.bags import DEFAULT_RECORD_TOPICS
 from specvla_ros.core.errors import SpecVLAError
 
 RECORD_DEPTH = 100  # a burst of frames must not be dropped by the recorder's own queue

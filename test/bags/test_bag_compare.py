@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from specvla_ros.bags.compare import bin_width, compare_frames, summarize
 from specvla_ros.bags import read_observations, write_observation_bag
+from specvla_ros.bags.compare import bin_width, compare_frames, summarize
 from specvla_ros.cli import main
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import build_decoder
