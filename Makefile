@@ -148,4 +148,4 @@ endif
 
 # LIBERO's config (else its first import asks questions on stdin) and its assets folder.
 $(LIBERO_VENV)/libero/config.yaml: $(LIBERO_VENV)/.deps-installed $(LIBERO_VENV)/.package-installed
-	$(LIBERO_PY) -m specvla_ros.libero.install --config-dir $(LIBERO_VENV)/libero
+	$(LIBERO_VENV)/bin/specvla libero-install --config-dir $(LIBERO_VENV)/libero

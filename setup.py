@@ -12,8 +12,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["specvla_ros", "specvla_ros.*"]),
-    # The embedded model pair ships inside the package (safetensors + JSON).
-    package_data={"specvla_ros": ["models/*/*/*.json", "models/*/*/*.safetensors", "models/*/*.md"]},
+    # The embedded model pair ships inside the package (safetensors + JSON, and its model card).
+    package_data={"specvla_ros.models": ["*/*/*.json", "*/*/*.safetensors", "*/*.md"]},
     entry_points={
         "console_scripts": [
             "specvla = specvla_ros.cli:main",

@@ -57,6 +57,7 @@ from specvla_ros.core.tree_tuning import (
     tuned_decoder,
     write_calibration,
 )
+from specvla_ros.models import model_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hf_eager import HFEagerAutoregressive  # noqa: E402  (bench/ is not a package)
@@ -404,7 +405,7 @@ def success_rates(target, head, modes: list[Mode], episodes: int, seed: int, max
     """Closed-loop success per mode in the simulation harness (the paper's first column)."""
     from specvla_ros.sim.env import EnvConfig, TabletopEnv
     from specvla_ros.sim.harness import evaluate
-    from specvla_ros.sim_eval import DecoderPolicy
+    from specvla_ros.sim.policy import DecoderPolicy
 
     results = []
     with TabletopEnv(EnvConfig(max_steps=max_steps)) as env:
@@ -589,12 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model is None:
-        from specvla_ros.embedded_model import embedded_model
-
-        embedded = embedded_model()
-        args.model, args.draft = embedded.target_path, embedded.draft_path
-        print(f"model: {embedded.description}", file=sys.stderr)
+    pair = model_pair(args.model, args.draft, log=lambda line: print(line, file=sys.stderr))
+    args.model, args.draft = pair.target_path, pair.draft_path
     started = time.perf_counter()
     target = load_backbone(str(args.model), device=args.device, dtype=args.dtype)
     head = load_draft(args.draft, target)

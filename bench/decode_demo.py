@@ -27,6 +27,7 @@ from specvla_ros.core.decoder import ActionResult, build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.loading import load_backbone
 from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.models import model_pair
 
 INSTRUCTION = "pick up the red cube"
 TASKS = ("pick up the red cube", "push the blue cube to the left", "put the red cube on the green plate")
@@ -223,18 +224,12 @@ def main() -> int:
     if args.draw_tree:
         draw_tree_picture(args.draw_tree, args.seed)
         return 0
-    if args.model:
-        if not args.draft:
-            parser.error("--model needs --draft (the draft head trained for that model)")
-        target_path, draft_path = args.model, args.draft
-    else:
-        from specvla_ros.embedded_model import embedded_model
-
-        model = embedded_model()
-        target_path, draft_path = model.target_path, model.draft_path
-        print(f"model: {model.description}")
-        for caveat in model.caveats:
-            print(f"  note: {caveat}")
+    if args.model and not args.draft:
+        parser.error("--model needs --draft (the draft head trained for that model)")
+    model = model_pair(args.model, args.draft, log=print)
+    target_path, draft_path = model.target_path, model.draft_path
+    for caveat in model.caveats:
+        print(f"  note: {caveat}")
     target = load_backbone(target_path, device=args.device, dtype=args.dtype)
     head = DraftHead.load(draft_path, target)
     image = np.random.default_rng(args.seed).integers(0, 256, (224, 224, 3), dtype=np.uint8)

@@ -39,10 +39,10 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from specvla_ros.models import BUNDLED as MODELS  # noqa: E402
 from test.ros.fuzz_harness import FuzzRun, NodeProcess  # noqa: E402
 from test.ros.fuzz_traffic import Mix, Traffic, jpeg_header_claiming, live_defaults  # noqa: E402
 
-MODELS = REPO / "specvla_ros" / "models" / "tabletop"
 NODE_NAME = "specvla_soak_node"
 ENABLE_TOPIC = "/soak/enable"
 CAMERA_TOPIC = "/soak/camera"

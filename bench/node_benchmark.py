@@ -99,10 +99,12 @@ def rss_mb(stats: dict[int, tuple[float, float]]) -> float:
 
 
 def start_node(args: argparse.Namespace) -> subprocess.Popen:
-    from specvla_ros.embedded_model import embedded_model
+    from specvla_ros.models import model_pair
 
-    model = embedded_model()
-    target, draft = args.model or model.target_path, args.draft or model.draft_path
+    model = model_pair(args.model, args.draft)
+    if model.draft_path is None:
+        raise SystemExit("--model needs --draft (the draft head trained for that model)")
+    target, draft = model.target_path, model.draft_path
     command = [sys.executable, "-m", "specvla_ros.cli", "node", "--ros-args", "-r", f"__node:={NODE_NAME}",
                "-p", f"model.path:={target}", "-p", f"model.draft_path:={draft}",
                "-p", f"decoder.relax_bins:=[{args.relax_bins}]", "-p", f"control_rate_hz:={args.rate}",

@@ -114,7 +114,7 @@ def test_the_install_space_holds_launch_config_messages_models_and_executables(w
 def test_the_installed_node_runs_from_another_directory_and_commands_over_dds(workspace: Path) -> None:
     # What the sourced environment imports: the package from install/, not from this checkout.
     probe = sourced(workspace, "python3 -c 'import json, specvla_ros, specvla_ros.msg, specvla_ros.ros.node as n; "
-                               "from specvla_ros.embedded_model import BUNDLED; "
+                               "from specvla_ros.models import BUNDLED; "
                                "from ament_index_python.packages import get_package_prefix as prefix; "
                                "print(json.dumps([specvla_ros.__file__, specvla_ros.msg.__file__, n.__file__, "
                                f"str(BUNDLED), prefix(\"{PACKAGE}\")]))'", stdout=subprocess.PIPE)

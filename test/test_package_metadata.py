@@ -98,3 +98,13 @@ def test_installed_files_exist() -> None:
         assert (REPO / program).is_file(), f"CMakeLists.txt installs missing {program}"
     for folder in ("launch", "config"):
         assert any((REPO / folder).iterdir()), f"{folder}/ is installed but empty"
+
+
+def test_every_console_script_names_a_function_that_exists() -> None:
+    """setup.py's entry points import: a moved module would otherwise break only the installed commands."""
+    import importlib
+
+    scripts = re.findall(r'"([\w-]+) = ([\w.]+):(\w+)"', (REPO / "setup.py").read_text())
+    assert {name for name, _, _ in scripts} == {"specvla", "specvla_node", "specvla_sim_bridge"}
+    for name, module, function in scripts:
+        assert callable(getattr(importlib.import_module(module), function)), name

@@ -9,18 +9,17 @@
 #        their measured times are in docs/training.md). The --stop-at values are where the shipped
 #        run handed over to the next stage; each stage is a new schedule started from the last weights.
 #        The shipped run recorded DAgger rounds 3-9 with earlier versions of the scripted expert
-#        and relabelled them (sim/demos --relabel) after each change; a rebuild records them with the
+#        and relabelled them (specvla sim-demos --relabel) after each change; a rebuild records them with the
 #        current expert, so it matches the shipped pair in recipe, not bit for bit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 work=${1:-build/embedded}
-py=.venv/bin/python
 specvla=.venv/bin/specvla
 common=(--batch-size 64 --lr 2e-3 --label-sigma 3 --shift 2 --input-noise 16)
 
 # 1. Expert demonstrations (450 episodes, ~4 min).
-$py -m specvla_ros.sim.demos --tasks pick push place --episodes 150 --seed 10000 --action-noise 0.1 \
+$specvla sim-demos --tasks pick push place --episodes 150 --seed 10000 --action-noise 0.1 \
     --out "$work/demos"
 # 2. Behaviour cloning with the FiLM stem.
 $specvla train-vla --demos "$work/demos" --out "$work/s1" --steps 14000 --stop-at 2500 "${common[@]}" \
@@ -31,7 +30,7 @@ $specvla train-vla --demos "$work/demos" --out "$work/s2" --init-from "$work/s1"
 # 4. DAgger round 1: the policy drives half the steps, the expert labels every state.
 dagger() {  # dagger POLICY OUT SEED EPISODES TASKS...: one DAgger collection
   local policy=$1 out=$2 seed=$3 episodes=$4; shift 4
-  OMP_NUM_THREADS=1 $py -m specvla_ros.sim.demos --policy "$policy" --expert-share 0.5 --tasks "$@" \
+  OMP_NUM_THREADS=1 $specvla sim-demos --policy "$policy" --expert-share 0.5 --tasks "$@" \
       --episodes "$episodes" --seed "$seed" --out "$out"
 }
 dagger "$work/s2" "$work/dagger1" 20000 50 pick push place
@@ -46,7 +45,7 @@ dagger "$work/s3" "$work/dagger3/pickpush" 30000 30 pick push
 $specvla train-vla --demos "$work/demos" "$work/dagger1" "$work/dagger3/place" "$work/dagger3/pickpush" \
     --out "$work/g1" --init-from "$work/s3" --steps 4000 "${finetune[@]}"
 # From here on the demonstrations carry the expert's clean labels (they were recorded with action noise).
-$py -m specvla_ros.sim.demos --relabel "$work/demos" --out "$work/demos_clean"
+$specvla sim-demos --relabel "$work/demos" --out "$work/demos_clean"
 dagger "$work/g1" "$work/dagger4" 40000 30 pick place push
 all=("$work/demos_clean" "$work/dagger1" "$work/dagger3/place" "$work/dagger3/pickpush" "$work/dagger4")
 $specvla train-vla --demos "${all[@]}" --out "$work/g2" --init-from "$work/g1" --steps 4000 "${finetune[@]}"

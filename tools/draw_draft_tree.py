@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from specvla_ros.core.config import DecoderConfig, TreeConfig  # noqa: E402
 from specvla_ros.core.decoder import StepTrace  # noqa: E402
 from specvla_ros.core.loading import load_decoder  # noqa: E402
-from specvla_ros.embedded_model import embedded_model  # noqa: E402
+from specvla_ros.models import embedded_pair  # noqa: E402
 
 
 def draw(step: StepTrace, bin_of, out: Path, title: str) -> None:
@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("docs/img/draft_tree.png"))
     args = parser.parse_args()
-    model = embedded_model()
+    model = embedded_pair()
     tree = TreeConfig(top_k=4, depth=4, total_tokens=20)
     decoder = load_decoder(model.target_path, model.draft_path, DecoderConfig(relax_bins=args.relax_bins, tree=tree))
     image = np.random.default_rng(args.seed).integers(0, 256, (224, 224, 3), dtype=np.uint8)

@@ -57,7 +57,7 @@ def import_libero() -> SimpleNamespace:
     config = config_file()
     if not config.is_file():
         raise LiberoSetupError(f"no LIBERO config at {config} (without one LIBERO's first import asks questions on "
-                               f"stdin): {SETUP_HINT}, or `python -m specvla_ros.libero.install`")
+                               f"stdin): {SETUP_HINT}, or `specvla libero-install`")
     os.environ["LIBERO_CONFIG_PATH"] = str(config.parent)
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     import mujoco

@@ -13,40 +13,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-from specvla_ros.libero.suites import EPISODES_PER_TASK, MAX_STEPS, SUITES
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", choices=SUITES, default="libero_spatial", help="task suite (default libero_spatial)")
-    parser.add_argument("--task", nargs="+", default=["0"], metavar="TASK",
-                        help="task index in the suite (0..9; libero_90: 0..89), task name or instruction; "
-                        "several allowed; 'all' = every task (default 0)")
-    parser.add_argument("--episodes", type=int, default=5,
-                        help=f"episodes per task: initial states FIRST..FIRST+N-1 (at most {EPISODES_PER_TASK})")
-    parser.add_argument("--first-episode", type=int, default=0, metavar="FIRST", help="first initial state (default 0)")
-    parser.add_argument("--model", type=Path, help="target checkpoint folder, e.g. an OpenVLA LIBERO fine-tune "
-                        "(default: the embedded tabletop model, which only checks the pipeline)")
-    parser.add_argument("--draft", type=Path, help="draft head folder (default: the embedded one with the embedded "
-                        "model; required for speculative decoding with --model)")
-    parser.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
-    parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
-                        help="relaxed acceptance threshold in bins: one value or 7 (default 0 = lossless)")
-    parser.add_argument("--device", default="cpu", help="torch device (cuda for OpenVLA-7B)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="bfloat16 on CUDA for OpenVLA-7B")
-    parser.add_argument("--center-crop", choices=("auto", "on", "off"), default="auto",
-                        help="OpenVLA: centre crop before resizing (on for LIBERO fine-tunes; auto: the checkpoint's "
-                        "config.json decides)")
-    parser.add_argument("--unnorm-key", default="",
-                        help="action statistics key (default: the only one, else SUITE or SUITE_no_noops)")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="policy steps per episode (default: the paper's limit, " +
-                        ", ".join(f"{s} {n}" for s, n in MAX_STEPS.items()) + ")")
-    parser.add_argument("--step-timeout", type=float, default=30.0,
-                        help="seconds the sim waits for the node's command before stepping with zero motion")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for results.json / results.md")
+from specvla_ros.libero.suites import EPISODES_PER_TASK
 
 
 def pick_unnorm_key(norm_stats_keys: list[str], suite: str, requested: str = "") -> str | None:
@@ -86,16 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from specvla_ros.core.config import DecoderConfig
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.loading import load_backbone, load_draft
-    from specvla_ros.embedded_model import embedded_model
+    from specvla_ros.models import model_pair
     from specvla_ros.ros.libero_bridge import run_libero_episodes
     from specvla_ros.sim.harness import report_and_print
 
     started = time.perf_counter()
-    if args.model is None:
-        model = embedded_model()
-        args.model, args.draft = model.target_path, args.draft or model.draft_path
-        print(f"model: {model.description}; trained on the tabletop, not LIBERO: expect 0% success (this checks "
-              "the pipeline; pass --model for a LIBERO checkpoint)", file=sys.stderr)
+    pair = model_pair(args.model, args.draft, log=lambda line: print(
+        f"{line}; trained on the tabletop, not LIBERO: expect 0% success (this checks the pipeline; pass --model "
+        "for a LIBERO checkpoint)", file=sys.stderr))
+    args.model, args.draft = pair.target_path, pair.draft_path
     relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
     center_crop = {"auto": None, "on": True, "off": False}[args.center_crop]
     backbone = load_backbone(args.model, args.device, args.dtype, center_crop=center_crop)

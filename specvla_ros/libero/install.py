@@ -1,6 +1,6 @@
 """Finish a LIBERO install: write its config.yaml and link the asset packages in as its assets folder.
 
-    python -m specvla_ros.libero.install --config-dir .venv-libero/libero     (run by make setup-libero)
+    specvla libero-install --config-dir .venv-libero/libero     (run by make setup-libero)
 
 Why: LIBERO reads every path from `$LIBERO_CONFIG_PATH/config.yaml` and, when the file is missing,
 its first import asks questions on stdin (a hang in CI). Its meshes and textures are not in the
@@ -9,7 +9,6 @@ expects at `libero/libero/assets`. Nothing here imports `libero.libero` (that im
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -85,17 +84,3 @@ def install(config_dir: Path) -> Path:
     config = config_dir / CONFIG_FILE
     config.write_text(config_yaml(config_dict(package)))
     return config
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specvla_ros.libero.install", description=__doc__.split("\n")[0])
-    parser.add_argument("--config-dir", type=Path, default=default_config_dir(),
-                        help="folder for config.yaml (LIBERO_CONFIG_PATH; default: <venv>/libero)")
-    args = parser.parse_args(argv)
-    config = install(args.config_dir.resolve())
-    print(f"LIBERO config written to {config}; assets linked at {libero_package_dir() / 'assets'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,8 +20,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from specvla_ros.bag_arguments import DEFAULT_RECORD_TOPICS
 from specvla_ros.bags import TASK_QOS, BagError, BagWriter, TopicQos, remove_bag, string_message
+from specvla_ros.cli.bags import DEFAULT_RECORD_TOPICS
 from specvla_ros.core.errors import SpecVLAError
 
 RECORD_DEPTH = 100  # a burst of frames must not be dropped by the recorder's own queue
@@ -218,14 +218,12 @@ def _sim_nodes(args: argparse.Namespace):
     from specvla_ros.bags import CAMERA_QOS, TASK_QOS
     from specvla_ros.core.config import DecoderConfig
     from specvla_ros.core.loading import load_decoder
-    from specvla_ros.embedded_model import embedded_model
+    from specvla_ros.models import model_pair
     from specvla_ros.msg import DecodeStats, EndEffectorDelta
     from specvla_ros.ros.node import TASK_QOS as NODE_TASK_QOS
 
-    if args.model is None:
-        model = embedded_model()
-        args.model, args.draft = model.target_path, model.draft_path
-        print(f"model: {model.description}", file=sys.stderr)
+    pair = model_pair(args.model, args.draft, log=lambda line: print(line, file=sys.stderr))
+    args.model, args.draft = pair.target_path, pair.draft_path
     relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
     decoder = load_decoder(args.model, args.draft if args.mode == "speculative" else None,
                            DecoderConfig(mode=args.mode, relax_bins=relax))

@@ -14,7 +14,7 @@ import numpy as np
 
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.loading import load_decoder
-from specvla_ros.embedded_model import embedded_model
+from specvla_ros.models import embedded_pair
 from specvla_ros.msg import DecodeStats
 from specvla_ros.ros.closed_loop import run_closed_loop
 from specvla_ros.sim.metrics import EpisodeRecord
@@ -24,7 +24,7 @@ TASKS = ["pick", "push", "place"]
 
 def run_demo(seconds: float, relax_bins: int, mode: str, max_steps: int = 0, episodes_per_task: int = 1,
              out_dir: Path = Path("out/demo")) -> int:
-    model = embedded_model()
+    model = embedded_pair()
     print(f"model: {model.description}")
     for line in model.caveats:
         print(f"  note: {line}")

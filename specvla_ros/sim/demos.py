@@ -1,6 +1,6 @@
 """Expert demonstrations on disk: one compressed .npz per episode, deterministic by seed.
 
-    python -m specvla_ros.sim.demos --tasks pick push place --episodes 20 --out data/sim_demos
+    specvla sim-demos --tasks pick push place --episodes 20 --out data/sim_demos
 
 Each file holds, for T steps, the observation *before* each action and the action taken:
   images (T, H, W, 3) uint8, actions (T, 7) float32, proprio (T, 7) float32,
@@ -15,9 +15,7 @@ data, to train on beside the plain demonstrations (`specvla train-vla --demos DE
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,7 +24,6 @@ import numpy as np
 
 from specvla_ros.sim.env import EnvConfig, TabletopEnv
 from specvla_ros.sim.expert import ExpertConfig, ScriptedExpert
-from specvla_ros.sim.scene import CameraConfig, SceneConfig
 from specvla_ros.sim.tasks import TASKS, parse_instruction
 
 
@@ -192,49 +189,3 @@ def generate_demos(
                 manifest.append(_manifest_entry(path, episode))
     _write_manifest(out_dir, manifest)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m specvla_ros.sim.demos", description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode of every task")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
-    p.add_argument("--action-noise", type=float, default=0.0, help="expert translation noise (fraction of limit)")
-    p.add_argument("--keep-failures", action="store_true", help="also save episodes the expert failed")
-    p.add_argument("--policy", type=Path, default=None,
-                   help="tiny VLA checkpoint that drives the robot (DAgger); the expert still labels every step")
-    p.add_argument("--expert-share", type=float, default=0.3,
-                   help="with --policy: probability that a step is executed by the expert instead")
-    p.add_argument("--relabel", type=Path, nargs="+", default=None, metavar="DIR",
-                   help="instead of simulating: rewrite these folders' actions with the current expert into --out")
-    args = p.parse_args(argv)
-    if args.relabel is not None:
-        paths = relabel_demos(args.relabel, args.out)
-        print(f"relabelled {len(paths)} episodes into {args.out}", file=sys.stderr)
-        return 0
-    actor = None
-    if args.policy is not None:
-        from specvla_ros.core.config import DecoderConfig
-        from specvla_ros.core.loading import load_decoder
-
-        decoder = load_decoder(args.policy, None, DecoderConfig(mode="autoregressive"))
-
-        def actor(image: np.ndarray, instruction: str) -> np.ndarray:
-            return decoder.decode(image, instruction).action
-    camera = replace(CameraConfig(), height=args.image_size[0], width=args.image_size[1])
-    paths = generate_demos(
-        args.out, args.tasks, args.episodes, args.seed,
-        env_config=EnvConfig(scene=SceneConfig(camera=camera)),
-        expert_config=ExpertConfig(action_noise=args.action_noise),
-        keep_failures=args.keep_failures,
-        actor=actor,
-        expert_share=args.expert_share,
-    )
-    print(f"wrote {len(paths)} episodes to {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,15 +1,13 @@
 """Regenerate the simulator images in docs/img (a still frame and an expert episode GIF).
 
-    python -m specvla_ros.sim.docs_assets --out docs/img
+    specvla sim-docs-images --out docs/img
 
 The GIF strings one expert episode of each task family together, so the page shows all three.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,17 +34,3 @@ def write_assets(out_dir: Path, seed: int = 3, every: int = 2) -> tuple[Path, Pa
             frames.extend([run.frames[-1]] * 5)  # hold the final state for a moment
     gif_path = save_gif(frames, out_dir / "sim_episode.gif", fps=env.config.control_hz / every, hold_last_s=0.0)
     return frame_path, gif_path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m specvla_ros.sim.docs_assets", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("docs/img"))
-    p.add_argument("--seed", type=int, default=3)
-    args = p.parse_args(argv)
-    for path in write_assets(args.out, args.seed):
-        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""The `Policy` protocol the harness evaluates, and the adapter that reads what a policy returns.
+"""The `Policy` protocol the harness evaluates, the adapter that reads what a policy returns, and
+`DecoderPolicy`, which makes a decoder a policy.
 
 A policy is any callable `policy(image, instruction)` that returns either the 7 action numbers
 or a richer object. Optional extras, all duck-typed so nothing here imports `specvla_ros.core`:
@@ -30,6 +31,27 @@ class PolicyStep:
 @runtime_checkable
 class Policy(Protocol):
     def __call__(self, image: np.ndarray, instruction: str) -> object: ...
+
+
+class Decoder(Protocol):
+    """What DecoderPolicy needs of specvla_ros.core's decoders (not imported: the simulator runs without torch)."""
+
+    def decode(self, image: np.ndarray, instruction: str) -> object: ...
+
+    def reset(self) -> None: ...
+
+
+class DecoderPolicy:
+    """A decoder as a harness policy; `reset()` (called at every episode start) clears its temporal history."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+
+    def __call__(self, image: np.ndarray, instruction: str) -> object:
+        return self.decoder.decode(image, instruction)
+
+    def reset(self) -> None:
+        self.decoder.reset()
 
 
 def _optional_float(value: object) -> float | None:

@@ -41,14 +41,14 @@ class DemoFrames:
 
 def load_demo_folder(folder: str | Path | Sequence[str | Path], max_episodes: int | None = None) -> DemoFrames:
     """Every `*.npz` episode in `folder` (or in each of several folders), as written by
-    `python -m specvla_ros.sim.demos`."""
+    `specvla sim-demos`."""
     from specvla_ros.sim.demos import load_episode  # imports MuJoCo: only when demonstrations are read
 
     folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
     paths = [path for each in folders for path in sorted(Path(each).glob("*.npz"))][:max_episodes]
     if not paths:
         raise InputError(f"no demonstrations (*.npz) in {', '.join(map(str, folders))}: generate them with "
-                         "`python -m specvla_ros.sim.demos --out DIR`")
+                         "`specvla sim-demos --out DIR`")
     images, instructions, actions, owners, targets = [], [], [], [], []
     for index, path in enumerate(paths):
         episode = load_episode(path)

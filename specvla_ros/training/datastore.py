@@ -3,7 +3,7 @@
     specvla build-datastore --data DEMOS_DIR [DEMOS_DIR ...] --target MODEL_DIR --out datastore.safetensors
     specvla build-datastore --data BAG --out datastore.safetensors   # a bag with the node's decode stats
 
-Demonstrations (`python -m specvla_ros.sim.demos` folders of .npz episodes) hold continuous actions:
+Demonstrations (`specvla sim-demos` folders of .npz episodes) hold continuous actions:
 they are normalized with the target's action statistics and binned with its tokenizer, exactly as
 the target's own actions would be. Bags hold the tokens the node decoded (DecodeStats.token_ids);
 an episode ends at each message on the task topic (when the bag has one) and where the stream
@@ -20,8 +20,6 @@ from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.errors import InputError
 from specvla_ros.core.retrieval_draft import ActionDatastore
 
-DECODE_STATS_TOPIC = "/specvla_node/decode_stats"
-
 
 def demo_episode_bins(folders: list[Path], norm_stats: dict, unnorm_key: str | None,
                       tokenizer: ActionTokenizer) -> list[np.ndarray]:
@@ -34,7 +32,7 @@ def demo_episode_bins(folders: list[Path], norm_stats: dict, unnorm_key: str | N
     paths = [path for folder in folders for path in sorted(Path(folder).glob("*.npz"))]
     if not paths:
         raise InputError(f"no demonstrations (*.npz) in {', '.join(map(str, folders))}: generate them with "
-                         "`python -m specvla_ros.sim.demos --out DIR`")
+                         "`specvla sim-demos --out DIR`")
     episodes = []
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
@@ -68,22 +66,6 @@ def bag_episode_bins(bag: Path, topic: str, task_topic: str, gap_s: float, token
     if not episodes:
         raise InputError(f"{bag} has no {topic} messages: record the node with `specvla bag-record`")
     return [np.stack(episode) for episode in episodes]
-
-
-def add_build_datastore_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, nargs="+", required=True,
-                        help="demonstration folders (*.npz episodes) or one rosbag2 bag")
-    parser.add_argument("--target", type=Path, help="the target checkpoint: its action statistics and "
-                        "vocabulary bin demonstration actions (needed for demonstrations)")
-    parser.add_argument("--unnorm-key", default=None, help="which of the target's action statistics (default: "
-                        "its only one)")
-    parser.add_argument("--topic", default=DECODE_STATS_TOPIC, help=f"bags: the DecodeStats topic (default "
-                        f"{DECODE_STATS_TOPIC})")
-    parser.add_argument("--task-topic", default="/vla/instruction", help="bags: each message here starts an "
-                        "episode (default /vla/instruction; ignored when the bag has no such topic)")
-    parser.add_argument("--episode-gap-s", type=float, default=2.0, help="bags: a pause longer than this "
-                        "starts a new episode (default 2.0)")
-    parser.add_argument("--out", type=Path, required=True, help="the datastore file (.safetensors)")
 
 
 def run_build_datastore(args: argparse.Namespace) -> int:

@@ -4,67 +4,14 @@
     specvla train-draft --features FEATURES --out DRAFT_DIR              # the head, from the cache
     specvla train-draft --target DIR --data SRC --out DRAFT_DIR          # both (cache in DRAFT_DIR/features)
 
-Both run as they are in one process, or under torchrun on several (training/distributed.py). Heavy
-imports happen inside the run functions so `specvla --help` stays fast.
+Both run as they are in one process, or under torchrun on several (training/distributed.py). Their
+arguments are defined in specvla_ros/cli/training.py.
 """
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
-
-
-def _add_source_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--target", type=Path, required=required, help="target VLA checkpoint folder")
-    parser.add_argument("--data", "--demos", dest="data", type=Path, required=required,
-                        help="observations: simulation demonstrations (*.npz folder), an image folder with "
-                             "manifest.json/.csv, a rosbag2 bag (folder or .mcap/.db3) or a local LeRobot "
-                             "dataset folder (meta/info.json)")
-    parser.add_argument("--camera-topic", default="/camera/image_raw", help="camera topic, for bags")
-    parser.add_argument("--task-topic", default="/vla/instruction", help="task (std_msgs/String) topic, for bags")
-    parser.add_argument("--camera-key", default=None,
-                        help="camera feature of a LeRobot dataset, e.g. observation.images.image (default: its "
-                             "first camera)")
-    parser.add_argument("--held-out", type=int, default=40, help="observations kept out for evaluation")
-    parser.add_argument("--seed", type=int, default=0, help="picks the frames; seeds the head and the batches")
-    parser.add_argument("--shard-frames", type=int, default=64,
-                        help="frames per cache shard: the unit of resume and of work between ranks (default 64)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (default): each rank's GPU (cuda:LOCAL_RANK) when there is one, else cpu")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                        help="the target's dtype, and the features' on disk (auto: bfloat16 on GPU, float32 on CPU)")
-    parser.add_argument("--dist-timeout-min", type=float, default=60.0,
-                        help="under torchrun: how long a rank waits for the others at a collective (default 60)")
-
-
-def add_extract_features_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_source_arguments(parser, required=True)
-    parser.add_argument("--out", type=Path, required=True,
-                        help="cache folder to write (or to finish: a run that was stopped resumes where it stopped)")
-    parser.add_argument("--frames", type=int, default=None, help="training frames (default: all not held out)")
-
-
-def add_train_draft_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_source_arguments(parser, required=False)
-    parser.add_argument("--features", type=Path, default=None,
-                        help="feature cache from extract-features; with --data it is extracted (or finished) "
-                             "there first (default with --data: OUT/features)")
-    parser.add_argument("--out", type=Path, required=True, help="draft head checkpoint folder to write")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=4,
-                        help="frames per optimizer step over all ranks (a multiple of the number of ranks)")
-    parser.add_argument("--frames", type=int, default=400, help="with --data: observations to extract")
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--relax-bins", type=int, default=3, help="r evaluated beside r = 0")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--num-heads", type=int, default=4,
-                        help="attention heads of a new head's layer (default 4; OpenVLA-7B, as EAGLE's Llama-2-7B "
-                             "heads: 32)")
-    parser.add_argument("--intermediate-size", type=int, default=None,
-                        help="MLP width of a new head's layer (default 2 x hidden; OpenVLA-7B as EAGLE: 11008)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run saved in --out (head, optimizer, step, evaluations) up to --steps; "
-                             "any number of ranks")
 
 
 def _model_dtype(dtype: str, device: str) -> str:

@@ -5,8 +5,8 @@ decodes its own greedy action, and the head is trained, teacher-forced on that s
 predict the target's next feature (smooth L1) and the target's next-token distribution (soft
 cross-entropy through the frozen LM head), on action positions only.
 
-`train_draft_head` trains in memory on a list of sequences, one per step (the tests and the
-embedded model use it); training/cached_training.py trains from a feature cache, over
+`train_draft_head` trains in memory on a list of sequences, one per step (the tests and
+bench/decode_demo.py use it); training/cached_training.py trains from a feature cache, over
 torch.distributed ranks, with the same `pair_loss`.
 """
 from __future__ import annotations

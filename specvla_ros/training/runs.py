@@ -1,48 +1,12 @@
 """The `specvla train-vla` command: demonstrations in, checkpoint + report out (draft heads: draft_runs.py).
 
-Heavy imports (torch, the simulator) happen inside the run functions so `specvla --help` stays fast.
+Its arguments are defined in specvla_ros/cli/training.py.
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import time
-from pathlib import Path
-
-
-def add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demos", type=Path, nargs="+", required=True,
-                        help="folder(s) of simulation demonstrations (*.npz), e.g. expert demos and DAgger corrections")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--patch-size", type=int, default=8)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vision-layers", type=int, default=1)
-    parser.add_argument("--vision-stem", choices=("patch", "conv", "film"), default="patch",
-                        help="patch: one linear map per patch (default); conv: a small CNN; "
-                             "film: an instruction-conditioned CNN with keypoint tokens")
-    parser.add_argument("--label-sigma", type=float, default=1.5,
-                        help="width in bins of the soft target over neighbouring bins (0 = one-hot)")
-    parser.add_argument("--shift", type=int, default=2, help="random image shift augmentation, model pixels")
-    parser.add_argument("--stop-at", type=int, default=None,
-                        help="end the run at this step while the learning-rate schedule still spans --steps "
-                             "(e.g. to hand over to a new data mix, as in DAgger); --resume can continue it")
-    parser.add_argument("--state-loss", type=float, default=0.0,
-                        help="weight of the auxiliary loss that regresses object positions from the simulator's "
-                             "state (training only; demonstrations carry it)")
-    parser.add_argument("--input-noise", type=float, default=0.0,
-                        help="std (bins) of noise on the teacher-forced action-token inputs; targets stay exact")
-    parser.add_argument("--max-episodes", type=int, default=None)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run saved in --out (weights, optimizer, step) up to --steps")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="start from this checkpoint's weights and sizes (a new run: fresh optimizer and "
-                             "schedule; its action statistics are kept)")
 
 
 def run_train_vla(args: argparse.Namespace) -> int:

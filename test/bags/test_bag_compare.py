@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from specvla_ros.bag_compare import bin_width, compare_frames, summarize
 from specvla_ros.bags import read_observations, write_observation_bag
+from specvla_ros.bags.compare import bin_width, compare_frames, summarize
 from specvla_ros.cli import main
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import build_decoder
@@ -117,7 +117,7 @@ def test_bin_width_is_in_the_actions_units(pair) -> None:
 # ----- issue 24: bags without a task, bad frames, what the report says -----------------------------------------
 def _frames_at_random(count: int, seed: int = 0) -> list:
     """FrameResults as the tool produces them, in bulk, for the plots (decoding 10,000 frames would take minutes)."""
-    from specvla_ros.bag_compare import FrameResult
+    from specvla_ros.bags.compare import FrameResult
 
     rng = np.random.default_rng(seed)
     ar = rng.integers(0, 255, (count, 7))
@@ -135,7 +135,7 @@ def test_plots_stay_readable_from_one_frame_to_ten_thousand(count) -> None:
 
     import matplotlib.pyplot as plt
 
-    from specvla_ros.bag_compare_report import deviation_figure, timeline_figure
+    from specvla_ros.bags.compare_report import deviation_figure, timeline_figure
 
     frames = _frames_at_random(count)
     width = np.full(7, 1 / 254.0)
@@ -164,8 +164,8 @@ def test_plots_stay_readable_from_one_frame_to_ten_thousand(count) -> None:
 
 
 def test_worst_frames_are_the_largest_moves_in_dimensions_that_have_width() -> None:
-    from specvla_ros.bag_compare import FrameResult
-    from specvla_ros.bag_compare_report import WorstFrames
+    from specvla_ros.bags.compare import FrameResult
+    from specvla_ros.bags.compare_report import WorstFrames
 
     def result(index, moved):
         ar = (0.0,) * 7

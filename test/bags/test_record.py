@@ -107,7 +107,7 @@ def test_bag_record_sim_records_a_closed_loop_run(checkpoints, tmp_path, capsys)
 
 
 def test_cli_task_list_matches_the_simulator() -> None:
-    from specvla_ros.bag_arguments import SIM_TASKS
+    from specvla_ros.cli.arguments import SIM_TASKS
     from specvla_ros.sim.tasks import TASKS
 
     assert tuple(SIM_TASKS) == tuple(TASKS)

@@ -10,8 +10,7 @@ import pytest
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.errors import CheckpointError
 from specvla_ros.core.loading import load_decoder
-
-BUNDLED = Path(__file__).resolve().parents[2] / "specvla_ros" / "models" / "tabletop"
+from specvla_ros.models import BUNDLED
 
 
 @pytest.fixture

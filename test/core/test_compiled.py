@@ -17,7 +17,7 @@ from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.loading import load_backbone, load_draft
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
-from specvla_ros.embedded_model import BUNDLED
+from specvla_ros.models import BUNDLED
 from test.models import make_pair, observations
 
 FRAMES = np.load(Path(__file__).resolve().parents[2] / "bench" / "data" / "tabletop_frames.npz")

@@ -14,7 +14,7 @@ from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.loading import load_backbone
 from specvla_ros.core.static_llama import causal_visibility
 from specvla_ros.core.tiny_vla import TinyVLA
-from specvla_ros.embedded_model import BUNDLED
+from specvla_ros.models import BUNDLED
 from test.models import SMALL, make_pair, observations
 
 TOLERANCE = 1e-5

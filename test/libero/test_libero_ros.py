@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from specvla_ros.cli import main as cli_main  # noqa: E402
 from specvla_ros.core.config import DecoderConfig  # noqa: E402
 from specvla_ros.core.loading import load_decoder  # noqa: E402
-from specvla_ros.embedded_model import embedded_model  # noqa: E402
+from specvla_ros.models import embedded_pair  # noqa: E402
 from specvla_ros.libero import conventions as conv  # noqa: E402
 from specvla_ros.libero.env import LiberoConfig, LiberoEnv  # noqa: E402
 from specvla_ros.libero.errors import LiberoUsageError  # noqa: E402
@@ -43,7 +43,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def decoder():
     """The tiny embedded model pair (trained on the tabletop, not LIBERO): enough to drive the loop."""
-    model = embedded_model()
+    model = embedded_pair()
     return load_decoder(model.target_path, model.draft_path, DecoderConfig(relax_bins=0))
 
 

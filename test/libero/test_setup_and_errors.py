@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,8 @@ def test_cli_has_the_verb_and_its_defaults() -> None:
     args = build_parser().parse_args(["libero-eval", "--out", "x"])
     assert (args.suite, args.task, args.episodes, args.mode, args.center_crop) == (
         "libero_spatial", ["0"], 5, "speculative", "auto")
+    args = build_parser().parse_args(["libero-install"])
+    assert args.config_dir == Path(sys.prefix) / "libero"  # each venv has its own LIBERO config
 
 
 def test_install_writes_libero_paths_and_links_assets(tmp_path: Path) -> None:
@@ -79,4 +82,5 @@ def test_setup_libero_leaves_the_default_venv_alone(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert f"python3 -m venv {venv}" in out.stdout
     assert f"{venv}/bin/python -m pip install --quiet --no-deps -r requirements-libero.txt" in out.stdout
+    assert f"{venv}/bin/specvla libero-install --config-dir {venv}/libero" in out.stdout
     assert ".venv/" not in out.stdout.replace(f"{venv}/", "")

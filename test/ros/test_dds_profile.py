@@ -63,7 +63,7 @@ def test_profile_keeps_udp_on_loopback_and_is_printed_for_other_terminals() -> N
 
 
 def test_cli_image_qos_choices_match_the_node() -> None:
-    from specvla_ros.bag_arguments import IMAGE_QOS_CHOICES as CLI_CHOICES
+    from specvla_ros.cli.bags import IMAGE_QOS_CHOICES as CLI_CHOICES
     from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
 
     assert CLI_CHOICES == IMAGE_QOS_CHOICES

@@ -28,6 +28,7 @@ from std_msgs.msg import String
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
+from specvla_ros.models import BUNDLED as MODELS
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.node import COMMAND_QOS, SpecVLANode
 from specvla_ros.ros.parameters import MOTION_DIMS, SPECS
@@ -35,7 +36,6 @@ from test.ros.fuzz_harness import FuzzRun, InProcessNode, child_pids
 from test.ros.fuzz_traffic import TASKS, Traffic, jpeg_header_claiming, live_defaults
 
 SEED = int(os.environ.get("SPECVLA_FUZZ_SEED", "22"))
-MODELS = Path(__file__).resolve().parents[2] / "specvla_ros" / "models" / "tabletop"
 RSS_BOUND_MB = 400.0  # growth over warm-up; one decompressed bomb frame alone would be 1,200 MB
 FUZZ_PARAMETERS = dict(dry_run=False, start_enabled=True, control_rate_hz=20.0, publish_twist=True,
                        action_timeout_s=0.6, **{"topics.enable": "/fuzz/enable"})

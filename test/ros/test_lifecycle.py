@@ -14,7 +14,7 @@ from lifecycle_msgs.msg import Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from specvla_ros.embedded_model import BUNDLED
+from specvla_ros.models import BUNDLED
 from specvla_ros.msg import EndEffectorDelta
 from test.ros.conftest import spin_until
 from test.ros.test_node import LIVE, Rig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch._dynamo.utils
 
-from specvla_ros.embedded_model import BUNDLED
+from specvla_ros.models import BUNDLED
 from test.ros.test_node import Rig
 
 # The CPU-recommended mode: temporal guesses verified in the prefill (no draft head: one graph less).

@@ -31,6 +31,7 @@ from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.models import BUNDLED
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.model_check import ModelCheckError
 from specvla_ros.ros.node import TASK_QOS, SpecVLANode
@@ -41,7 +42,6 @@ from test.ros.fuzz_harness import process_rss_bytes
 from test.ros.fuzz_traffic import png_bomb
 from test.ros.test_node import FRAME, LIVE, Rig, SlowDecoder
 
-BUNDLED = Path(__file__).resolve().parents[2] / "specvla_ros" / "models" / "tabletop"
 MODEL, ZERO, HOLD = EndEffectorDelta.SOURCE_MODEL, EndEffectorDelta.SOURCE_ZERO, EndEffectorDelta.SOURCE_HOLD
 TASK = "pick up the red cube"
 

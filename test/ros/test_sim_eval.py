@@ -20,8 +20,7 @@ def test_ros_loop_reproduces_in_process_episodes(spec_decoder) -> None:
     assert a.acceptance_length == b.acceptance_length  # same frames decoded, same drafts accepted
 
 
-def test_sim_eval_cli_writes_report(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # builds the stand-in model here
+def test_sim_eval_cli_writes_report(tmp_path) -> None:
     out = tmp_path / "eval"
     assert cli_main(["sim-eval", "--episodes", "1", "--tasks", "pick", "--max-steps", "3", "--relax-bins", "2",
                      "--out", str(out)]) == 0
@@ -32,7 +31,7 @@ def test_sim_eval_cli_writes_report(tmp_path, monkeypatch) -> None:
 
 
 def test_cli_task_list_matches_the_simulator() -> None:
-    from specvla_ros import sim_eval
+    from specvla_ros.cli.arguments import SIM_TASKS
     from specvla_ros.sim.tasks import TASKS
 
-    assert tuple(sim_eval.TASKS) == tuple(TASKS)
+    assert tuple(SIM_TASKS) == tuple(TASKS)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from specvla_ros.cli import main as cli_main
 from specvla_ros.sim.demos import generate_demos, load_episode, relabel_demos
 from specvla_ros.sim.expert import ExpertConfig
 from specvla_ros.sim.video import save_gif
@@ -79,3 +80,14 @@ def test_relabel_reproduces_live_labels_and_follows_a_changed_expert(small_rende
     slow = relabel_demos([tmp_path / "d"], tmp_path / "s", ExpertConfig(push_standoff_m=0.09))
     push = [p for p in slow if p.name.startswith("push")][0]
     assert not np.allclose(load_episode(push).actions, load_episode(tmp_path / "d" / push.name).actions)
+
+
+def test_sim_demos_verb_writes_seeded_episodes_at_the_asked_size_and_relabels_them(tmp_path: Path) -> None:
+    out = tmp_path / "demos"
+    assert cli_main(["sim-demos", "--tasks", "push", "--episodes", "1", "--seed", "4", "--image-size", "48", "64",
+                     "--out", str(out)]) == 0
+    episode = load_episode(out / "push_000004.npz")
+    assert episode.success and episode.images.shape[1:] == (48, 64, 3)
+    assert cli_main(["sim-demos", "--relabel", str(out), "--out", str(tmp_path / "relabelled")]) == 0
+    relabelled = load_episode(tmp_path / "relabelled" / "push_000004.npz")
+    np.testing.assert_allclose(relabelled.actions, episode.actions, atol=1e-5)  # the same expert labels its own run

@@ -1,4 +1,4 @@
-"""Success-rate harness: statistics, policy adapters, episode loop, report files and CLI."""
+"""Success-rate harness: statistics, policy adapters, episode loop, report files and `specvla sim-eval`."""
 
 import json
 from pathlib import Path
@@ -7,11 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from specvla_ros.cli import main as cli_main
 from specvla_ros.sim import harness
 from specvla_ros.sim.env import EnvConfig, TabletopEnv
 from specvla_ros.sim.errors import SimError
 from specvla_ros.sim.metrics import build_report, to_markdown, wilson_interval, write_report
-from specvla_ros.sim.policy import PolicyStep, to_policy_step
+from specvla_ros.sim.policy import DecoderPolicy, PolicyStep, reset_policy, to_policy_step
 
 
 @pytest.mark.parametrize(
@@ -74,14 +75,14 @@ def test_evaluate_feeds_images_and_collects_stats(small_render_config, tmp_path:
 
 def test_cli_with_expert_writes_json_markdown_and_gif(tmp_path: Path, capsys) -> None:
     out = tmp_path / "eval"
-    code = harness.main(
-        ["--policy", "expert", "--episodes", "2", "--tasks", "pick", "place", "--out", str(out),
+    code = cli_main(
+        ["sim-eval", "--policy", "expert", "--episodes", "2", "--tasks", "pick", "place", "--out", str(out),
          "--gif-episodes", "1", "--image-size", "64", "64"]
     )
     assert code == 0
     report = json.loads((out / "results.json").read_text())
     assert set(report) == {"meta", "tasks", "overall", "episodes"}
-    assert report["meta"]["policy"] == "expert" and report["meta"]["episodes_per_task"] == 2
+    assert report["meta"]["policy"] == "scripted expert" and report["meta"]["episodes_per_task"] == 2
     for task in ("pick", "place"):
         summary = report["tasks"][task]
         assert summary["episodes"] == 2
@@ -99,3 +100,13 @@ def test_write_report_creates_missing_folder(tmp_path: Path) -> None:
     json_path, md_path = write_report(build_report([], {"policy": "none"}), tmp_path / "a" / "b")
     assert json.loads(json_path.read_text())["overall"]["episodes"] == 0
     assert md_path.exists()
+
+
+def test_decoder_policy_decodes_each_frame_and_resets_the_decoder_at_episode_start() -> None:
+    calls: list[object] = []
+    decoder = SimpleNamespace(decode=lambda image, instruction: calls.append((image.shape, instruction)) or "result",
+                              reset=lambda: calls.append("reset"))
+    policy = DecoderPolicy(decoder)
+    reset_policy(policy)
+    assert policy(np.zeros((4, 4, 3), np.uint8), "pick up the red cube") == "result"
+    assert calls == ["reset", ((4, 4, 3), "pick up the red cube")]

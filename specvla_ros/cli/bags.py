@@ -1,30 +1,29 @@
-"""Command-line arguments of the bag verbs (bag-record, bag-replay, bag-compare).
+"""The bag verbs: `specvla bag-record`, `specvla bag-replay` and `specvla bag-compare`.
 
-Kept apart from the tools, free of rclpy and torch, and outside specvla_ros.bags (whose import
-loads rosbags and OpenCV): `specvla --help` stays instant and `specvla bag-compare` runs without ROS.
+Free of rclpy and torch, and outside specvla_ros.bags (whose import loads rosbags and OpenCV):
+`specvla --help` stays instant and `specvla bag-compare` runs without ROS.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
-DEFAULT_TASK_TOPIC = "/vla/instruction"
-DEFAULT_RECORD_TOPICS = (DEFAULT_CAMERA_TOPIC, DEFAULT_TASK_TOPIC, "/specvla_node/command",
-                         "/specvla_node/decode_stats")
-SIM_TASKS = ("pick", "push", "place")  # specvla_ros.sim.tasks.TASKS; not imported to keep --help fast
+from specvla_ros.cli.arguments import (
+    CAMERA_TOPIC,
+    COMMAND_TOPIC,
+    DECODE_STATS_TOPIC,
+    DECODER_MODES,
+    SIM_TASKS,
+    TASK_TOPIC,
+    add_model_arguments,
+    lazy_run,
+)
+
+DEFAULT_RECORD_TOPICS = (CAMERA_TOPIC, TASK_TOPIC, COMMAND_TOPIC, DECODE_STATS_TOPIC)
 IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.image_qos; not imported: it loads rclpy
 
 
-def _decoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--model", type=Path, help="target checkpoint folder (default: the embedded model)")
-    parser.add_argument("--draft", type=Path, help="draft head checkpoint folder (default: the embedded one)")
-    parser.add_argument("--relax-bins", type=int, nargs="+", default=[0], metavar="R",
-                        help="Spec-VLA threshold in bins: one value or 7 (dx dy dz droll dpitch dyaw gripper); "
-                             "default: 0, exact (lossless)")
-
-
-def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
     parser.add_argument("--topics", nargs="+", default=list(DEFAULT_RECORD_TOPICS), metavar="TOPIC",
                         help="topics to record (default: camera, task, and specvla_node's command and decode_stats)")
@@ -37,20 +36,20 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write this task into the bag (latched, at the start, on --task-topic) instead of "
                              "recording a live task topic: a camera recording becomes a bag bag-replay and "
                              "bag-compare use as it is")
-    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
-                        help=f"where --task is written (default {DEFAULT_TASK_TOPIC})")
+    parser.add_argument("--task-topic", default=TASK_TOPIC,
+                        help=f"where --task is written (default {TASK_TOPIC})")
     sim = parser.add_argument_group("recording a simulated run (--sim)")
     sim.add_argument("--sim", action="store_true",
                      help="run specvla_node + the MuJoCo tabletop in this process (lockstep) and record them")
-    _decoder_arguments(sim)
-    sim.add_argument("--mode", choices=("speculative", "autoregressive"), default="speculative")
+    add_model_arguments(sim)
+    sim.add_argument("--mode", choices=DECODER_MODES, default="speculative")
     sim.add_argument("--tasks", nargs="+", default=list(SIM_TASKS), choices=list(SIM_TASKS))
     sim.add_argument("--episodes", type=int, default=1, help="episodes per task (default 1)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--max-steps", type=int, default=0, help="steps per episode (default 0: each task's budget)")
 
 
-def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="input bag (rosbag2 folder, .db3 or .mcap)")
     _bag_input_arguments(parser)
     timing = parser.add_mutually_exclusive_group()
@@ -83,20 +82,20 @@ def _bag_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-topic", default=None,
                         help="sensor_msgs/Image or CompressedImage topic (default: the bag's only colour image "
                              "topic; with several, the error lists them)")
-    parser.add_argument("--task-topic", default=DEFAULT_TASK_TOPIC,
-                        help=f"std_msgs/String topic holding the task (default {DEFAULT_TASK_TOPIC})")
+    parser.add_argument("--task-topic", default=TASK_TOPIC,
+                        help=f"std_msgs/String topic holding the task (default {TASK_TOPIC})")
     parser.add_argument("--task", default=None, metavar="TEXT",
                         help="the task for every frame, e.g. \"pick up the red cube\": for a bag without a task "
                              "topic (a plain camera recording); overrides the bag's own task topic")
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="bag with camera frames (folder, .db3 or .mcap)")
     _bag_input_arguments(parser)
     parser.add_argument("--skip-bad-frames", action="store_true",
                         help="skip frames that cannot be read (truncated, depth in a colour stream, ...), list each, "
                              "and go on (default: stop at the first)")
-    _decoder_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--tree-top-k", type=int, default=8, help="draft tree: nodes expanded per depth")
     parser.add_argument("--tree-depth", type=int, default=4, help="draft tree depth")
     parser.add_argument("--tree-total-tokens", type=int, default=50, help="draft tree: nodes verified")
@@ -109,3 +108,31 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="frames decoded once more, untimed, first (default 1)")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: report.json, report.md, deviation.png, timeline.png, worst_frames.png")
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    bag_record = verbs.add_parser(
+        "bag-record", help="record camera, task, command and decode stats of a run into a rosbag2 bag",
+        description="Record topics into a rosbag2 bag (sqlite3 or MCAP) as `ros2 bag record` would: raw messages, "
+                    "QoS adapted to the publishers found. With --sim, run specvla_node and the simulated tabletop "
+                    "in this process and record that run.")
+    _add_record_arguments(bag_record)
+    bag_record.set_defaults(run=lazy_run("specvla_ros.ros.bag_record", "run_record"))
+
+    bag_replay = verbs.add_parser(
+        "bag-replay", help="play a bag's camera + task into a running node and capture its outputs",
+        description="Publish a bag's camera and task topics over ROS at recorded timing (--rate) or in lockstep "
+                    "with the node (--lockstep: each frame waits for the node's answer to it), optionally "
+                    "--loop and --remap, and write the inputs plus the node's command and decode stats to --out. "
+                    "Prints a JSON summary; exit 3 when a lockstep frame went unanswered.")
+    _add_replay_arguments(bag_replay)
+    bag_replay.set_defaults(run=lazy_run("specvla_ros.ros.bag_replay", "run_replay"))
+
+    bag_compare = verbs.add_parser(
+        "bag-compare", help="offline A/B: AR vs Spec-VLA at r on every frame of a bag (no ROS needed)",
+        description="Decode every camera frame of a bag twice, plain autoregressive and Spec-VLA at --relax-bins, "
+                    "and write report.json, report.md, deviation.png and timeline.png: per-dimension action "
+                    "deviation in bins and in the action's units, fraction of steps that differ, the relaxed rule "
+                    "checked at the first differing token, acceptance length and latency.")
+    _add_compare_arguments(bag_compare)
+    bag_compare.set_defaults(run=lazy_run("specvla_ros.bags.compare", "run"))

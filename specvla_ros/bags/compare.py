@@ -8,7 +8,7 @@ do, and is named as such), the fraction of steps whose action differs, how often
 the range limits (saturation), acceptance length, latency, and checks the relaxed rule where it
 applies exactly: at the first token where the two outputs differ, both decoders had the same
 prefix, so the drafted token is within r bins of the target's own choice. Later tokens are
-conditioned on different prefixes and carry no such bound. Rendering: bag_compare_report.py.
+conditioned on different prefixes and carry no such bound. Rendering: compare_report.py.
 """
 from __future__ import annotations
 
@@ -171,12 +171,13 @@ def _torch_threads() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from specvla_ros.bag_compare_report import WorstFrames, headline, write_report
     from specvla_ros.bags import BagError, read_observations
+    from specvla_ros.bags.compare_report import WorstFrames, headline, write_report
     from specvla_ros.core.config import DecoderConfig, TreeConfig
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.errors import ConfigError
     from specvla_ros.core.loading import load_backbone, load_draft
+    from specvla_ros.models import model_pair
 
     started = time.perf_counter()
     if args.threads > 0:
@@ -186,12 +187,8 @@ def _run(args: argparse.Namespace) -> int:
     observations = read_observations(args.bag, args.camera_topic, args.task_topic, task=args.task,
                                      skip_bad_frames=args.skip_bad_frames)  # checks the bag first
     print(observations.camera_note, file=sys.stderr)
-    if args.model is None:
-        from specvla_ros.embedded_model import embedded_model
-
-        model = embedded_model()
-        args.model, args.draft = model.target_path, model.draft_path
-        print(f"model: {model.description}", file=sys.stderr)
+    pair = model_pair(args.model, args.draft, log=lambda line: print(line, file=sys.stderr))
+    args.model, args.draft = pair.target_path, pair.draft_path
     if args.draft is None:
         raise ConfigError("--draft is needed with --model: Spec-VLA decodes with a draft head")
     relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from specvla_ros.bag_compare import DIM_NAMES, DIM_UNITS, FrameResult, deviation_score
+from specvla_ros.bags.compare import DIM_NAMES, DIM_UNITS, FrameResult, deviation_score
 
 FEW_FRAMES = 60         # up to this many, every frame is drawn as a marker
 MANY_FRAMES = 2000      # beyond this, raw latency lines are thin and a rolling median is drawn over them
