@@ -13,7 +13,7 @@ DEFAULT_TASK_TOPIC = "/vla/instruction"
 DEFAULT_RECORD_TOPICS = (DEFAULT_CAMERA_TOPIC, DEFAULT_TASK_TOPIC, "/specvla_node/command",
                          "/specvla_node/decode_stats")
 SIM_TASKS = ("pick", "push", "place")  # specvla_ros.sim.tasks.TASKS; not imported to keep --help fast
-IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.image_qos; not imported: it loads rclpy
+IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.qos; not imported: it loads rclpy
 
 
 def _decoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -220,7 +220,7 @@ def _sim_nodes(args: argparse.Namespace):
     from specvla_ros.core.loading import load_decoder
     from specvla_ros.embedded_model import embedded_model
     from specvla_ros.msg import DecodeStats, EndEffectorDelta
-    from specvla_ros.ros.node import TASK_QOS as NODE_TASK_QOS
+    from specvla_ros.ros.qos import TASK_QOS as NODE_TASK_QOS
 
     if args.model is None:
         model = embedded_model()

@@ -15,7 +15,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from specvla_ros.msg import DecodeStats
-from specvla_ros.ros.node import STATS_QOS, Decoder, SpecVLANode
+from specvla_ros.ros.node import Decoder, SpecVLANode
+from specvla_ros.ros.qos import STATS_QOS
 from specvla_ros.ros.sim_bridge import SimBridgeNode
 from specvla_ros.sim.metrics import EpisodeRecord
 

@@ -31,7 +31,8 @@ from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.episode_stats import EpisodeStatsLedger
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.messages import command_action, time_to_ns
-from specvla_ros.ros.node import STATS_QOS, TASK_QOS, Decoder, SpecVLANode
+from specvla_ros.ros.node import Decoder, SpecVLANode
+from specvla_ros.ros.qos import STATS_QOS, TASK_QOS
 from specvla_ros.ros.sim_bridge import RESULT_QOS
 from specvla_ros.sim.env import Observation
 from specvla_ros.sim.metrics import EpisodeRecord

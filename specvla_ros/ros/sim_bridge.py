@@ -32,7 +32,7 @@ from specvla_ros.ros.dds_profile import use_large_image_profile
 from specvla_ros.ros.episode_stats import EpisodeStatsLedger
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.messages import command_action, time_to_ns
-from specvla_ros.ros.node import TASK_QOS
+from specvla_ros.ros.qos import TASK_QOS
 from specvla_ros.sim.env import EnvConfig, Observation, TabletopEnv
 from specvla_ros.sim.metrics import EpisodeRecord
 

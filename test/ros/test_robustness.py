@@ -33,7 +33,8 @@ from specvla_ros.core.loading import load_decoder
 from specvla_ros.core.tiny_vla import TinyVLA
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.model_check import ModelCheckError
-from specvla_ros.ros.node import TASK_QOS, SpecVLANode
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import TASK_QOS
 from specvla_ros.ros.process_worker import DecoderStartError
 from test.models import SMALL
 from test.ros.conftest import spin_until
