@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sim_eval)
     sim_eval.set_defaults(run=_lazy("specvla_ros.sim_eval", "run"))
 
-    from specvla_ros.libero.evaluate import add_arguments as add_libero_arguments
+    from specvla_ros.ros.libero_eval import add_arguments as add_libero_arguments
 
     libero_eval = verbs.add_parser(
         "libero-eval", help="success rate on LIBERO, the paper's benchmark, through specvla_node (make setup-libero)",
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "LIBERO venv: `make setup-libero`, then `.venv-libero/bin/specvla libero-eval ...` "
                     "(docs/libero.md).")
     add_libero_arguments(libero_eval)
-    libero_eval.set_defaults(run=_lazy("specvla_ros.libero.evaluate", "run"))
+    libero_eval.set_defaults(run=_lazy("specvla_ros.ros.libero_eval", "run"))
 
     from specvla_ros.training.draft_runs import add_extract_features_arguments, add_train_draft_arguments
     from specvla_ros.training.runs import add_train_vla_arguments

@@ -210,7 +210,6 @@ def _spin_for(executor: SingleThreadedExecutor, seconds: float) -> None:
 
 def _sim_nodes(args: argparse.Namespace):
     """A factory for (specvla_node, sim bridge), configured as config/sim.yaml; and the known topic types."""
-    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -239,15 +238,12 @@ def _sim_nodes(args: argparse.Namespace):
     }
 
     def build() -> list[Node]:
-        from specvla_ros.ros.node import SpecVLANode
+        from specvla_ros.ros.closed_loop import SIM_NODE_PARAMETERS, start_nodes
         from specvla_ros.ros.sim_bridge import SimBridgeNode
 
-        node_values = {"dry_run": False, "start_enabled": True, "control_rate_hz": 20.0, "action_timeout_s": 5.0,
-                       "decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)}
-        node = SpecVLANode(decoder=decoder, parameter_overrides=[Parameter(k, value=v) for k, v in node_values.items()])
+        node_values = {**SIM_NODE_PARAMETERS, "decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)}
         bridge_values = {"tasks": list(args.tasks), "episodes_per_task": args.episodes, "seed": args.seed,
                          "max_steps": args.max_steps}
-        bridge = SimBridgeNode(parameter_overrides=[Parameter(k, value=v) for k, v in bridge_values.items()])
-        return [node, bridge]
+        return list(start_nodes(decoder, node_values, SimBridgeNode, bridge_values))
 
     return build, known

@@ -17,6 +17,8 @@ CAMERA_QOS = qos_profile_sensor_data
 TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Bridges' episode reports (~/episode_result): every one kept for a late reader of the run.
+RESULT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # Enable topic: volatile ignores a value latched before start-up (accept_latched_enable false).
 ENABLE_LIVE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
