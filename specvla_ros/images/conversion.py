@@ -2,10 +2,12 @@
 
 No rclpy: the bag tools work where ROS is not installed. Messages are read by their fields, so a
 sensor_msgs Image or CompressedImage from rclpy and the same message read from a bag by rosbags
-go through the same code (a CompressedImage is the one with a `format`). A VLA reads colour pictures; depth and other non-colour images
-are refused however they arrive (raw 16UC1 / 32FC1 / mono16, a compressedDepth stream, a 16-bit
-PNG), because decoded as colour they become a near-black picture the model would act on.
-Bayer and YUV 4:2:2 frames are colour and are converted with OpenCV.
+go through the same code (a CompressedImage is the one with a `format`).
+
+A VLA reads colour pictures; depth and other non-colour images are refused however they arrive
+(raw 16UC1 / 32FC1 / mono16, a compressedDepth stream, a 16-bit PNG), because decoded as colour
+they become a near-black picture the model would act on. Bayer and YUV 4:2:2 frames are colour
+and are converted with OpenCV.
 """
 from __future__ import annotations
 
