@@ -130,7 +130,9 @@ def assess(inputs: HealthInputs) -> tuple[int, str]:
     return OK, "running"
 
 
-def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> DiagnosticStatus:
+def build_status(node_name: str, hardware_id: str, inputs: HealthInputs,
+                 extra: dict[str, str] | None = None) -> DiagnosticStatus:
+    """The status with every key value; `extra` (transport, decoder process) appended as given."""
     level, message = assess(inputs)
     decodes = inputs.decodes
     values = {
@@ -158,6 +160,7 @@ def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> Diag
         "decoding_for_s": "idle" if inputs.decoding_for_s is None else _fmt(inputs.decoding_for_s),
         "problems": ", ".join(incident.cause.value for _, incident in inputs.incidents) or "none",
         **{f"count.{cause}": str(count) for cause, count in inputs.incident_counts.items()},
+        **(extra or {}),
     }
     return DiagnosticStatus(
         level=level,

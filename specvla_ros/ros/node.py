@@ -22,17 +22,15 @@ import traceback
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.publisher import Publisher
-from rclpy.service import Service
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import SetBool
 
 from specvla_ros.core.config import DecoderConfig
@@ -431,14 +429,11 @@ class SpecVLANode(LifecycleNode):
                 decodes=self._decodes,
                 lifecycle_state=self.lifecycle_state,
             )
-            status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
-        status.values += [KeyValue(key=key, value=value) for key, value in self._transport.items()]
-        if process is not None:
-            status.values.append(KeyValue(key="decoder_process", value=process.state))
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
-        self._diag_pub.publish(array)
+            extra = {**self._transport, **({"decoder_process": process.state} if process is not None else {})}
+            status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs,
+                                              extra)
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                               status=[status]))
 
     # ----- stopping -------------------------------------------------------------------------
     def _stop_commands(self) -> None:
@@ -470,23 +465,13 @@ class SpecVLANode(LifecycleNode):
                 self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; going on "
                                           "without it")
         for entity in entities:
-            self._destroy(entity)
+            lifecycle.destroy_entity(self, entity)
         self._command_pub = self._twist_pub = self._stats_pub = None
         if self._decoder_config is not None and self._param("model.device").startswith("cuda"):
             import torch  # the model's memory goes back to the GPU now, not at the next allocation
 
             torch.cuda.empty_cache()
         return stopped
-
-    def _destroy(self, entity: Any) -> None:
-        if isinstance(entity, Publisher):
-            self.destroy_lifecycle_publisher(entity)
-        elif isinstance(entity, Subscription):
-            self.destroy_subscription(entity)
-        elif isinstance(entity, Service):
-            self.destroy_service(entity)
-        else:
-            self.destroy_timer(entity)
 
     def shutdown(self) -> bool:
         """Stop for good (SIGINT / SIGTERM, destroy_node): the lifecycle shutdown transition, i.e. the

@@ -197,6 +197,11 @@ class InferenceWorker(MailboxWorker[InferenceRequest, ActionResult]):
         self.start_notes: list[str] = list(getattr(decoder, "start_notes", []))
         self._start_thread()
 
+    @property
+    def decoder(self) -> Decoder | None:
+        """The decoder in this process; None once stopped."""
+        return self._decoder
+
     def _execute(self, request: InferenceRequest) -> ActionResult:
         decoder = self._decoder
         if decoder is None:

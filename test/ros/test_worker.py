@@ -175,4 +175,4 @@ def test_inference_worker_reports_an_unconvertible_frame_and_lets_go_of_the_deco
     worker.submit(InferenceRequest(msg, "pick", received_s=time.monotonic()))
     assert "not a colour image" in str(errors.get(timeout=TIMEOUT_S))
     assert worker.stop(timeout_s=TIMEOUT_S)
-    assert worker._decoder is None  # the model can be freed once the worker is stopped
+    assert worker.decoder is None  # the model can be freed once the worker is stopped
