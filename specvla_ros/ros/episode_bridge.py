@@ -41,6 +41,8 @@ class EpisodeEnv(Protocol):
 
     def step(self, action: np.ndarray) -> Any: ...  # .observation, .done, .success, .info
 
+    def state(self) -> dict[str, Any]: ...  # what holding still needs (the gripper's opening or command)
+
 
 class EpisodeBridge(Node):
     """Runs `plan` (task, seed) pairs in order; `records` fill as episodes are reported, `finished`
