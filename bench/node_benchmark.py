@@ -42,7 +42,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta  # noqa: E402
-from specvla_ros.ros.node import CAMERA_QOS, COMMAND_QOS, STATS_QOS, TASK_QOS  # noqa: E402
+from specvla_ros.ros.qos import CAMERA_QOS, COMMAND_QOS, STATS_QOS, TASK_QOS  # noqa: E402
 
 NODE_NAME = "specvla_bench_node"
 

@@ -34,7 +34,7 @@ from std_msgs.msg import String
 
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
-from specvla_ros.ros.node import TASK_QOS
+from specvla_ros.ros.qos import TASK_QOS
 
 REPO = Path(__file__).resolve().parents[1]
 UNDERLAY = Path(sys.prefix)  # this venv: its ROS 2 wheels stand where a distro's install would

@@ -2,7 +2,7 @@
 
 Bags recorded by others hold many topics (one had about 90) and often several image streams of
 one camera: colour, depth, their compressed forms. Each image topic is judged by its first frame,
-decoded by the same rules as every frame (specvla_ros.image_decoding), so a depth stream is never
+decoded by the same rules as every frame (specvla_ros.images.conversion), so a depth stream is never
 chosen, and a bag whose only images are depth is refused with the reason.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rosbags.rosbag2 import Reader
 
 from specvla_ros.bags.errors import BagError
 from specvla_ros.bags.types import COMPRESSED_IMAGE, IMAGE, default_typestore, normalize_msgtype
-from specvla_ros.image_decoding import ImageConversionError, NotColourError, compressed_to_rgb, raw_to_rgb
+from specvla_ros.images.conversion import ImageConversionError, NotColourError, to_rgb
 
 CAMERA_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
@@ -51,10 +51,7 @@ def _first_frame(reader: Reader, topic: str, msgtype: str) -> tuple[str, str | N
     else:
         description = f"{message.encoding} {message.width}x{message.height}"
     try:
-        if msgtype == COMPRESSED_IMAGE:
-            compressed_to_rgb(message.format, message.data)
-        else:
-            raw_to_rgb(message.encoding, message.width, message.height, message.step, message.data)
+        to_rgb(message)
     except NotColourError as error:
         return description, str(error), True
     except ImageConversionError as error:

@@ -18,9 +18,9 @@ from rosbags.rosbag2 import Reader
 
 from specvla_ros.bags.cameras import CAMERA_TYPES, choose_camera
 from specvla_ros.bags.errors import BagError
-from specvla_ros.bags.images import to_rgb
 from specvla_ros.bags.types import STRING, default_typestore, normalize_msgtype, register_bag_definitions
 from specvla_ros.core.errors import SpecVLAError
+from specvla_ros.images.conversion import ImageConversionError, to_rgb
 
 TASK_TYPES = (STRING,)
 DEFAULT_TASK_TOPIC = "/vla/instruction"
@@ -244,8 +244,8 @@ class BagObservations:
             stamp = decoded.header.stamp
             stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec or message.time_ns
             try:
-                image = to_rgb(decoded, message.msgtype)
-            except BagError as error:
+                image = to_rgb(decoded)
+            except ImageConversionError as error:
                 if not self.skip_bad_frames:
                     raise BagError(f"{self.path}: camera frame {index} (bag time {message.time_ns} ns) on "
                                    f"'{self.camera_topic}': {error}. To skip such frames and go on: "

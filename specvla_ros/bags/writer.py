@@ -18,8 +18,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys.store import Typestore
 
 from specvla_ros.bags.errors import BagError
-from specvla_ros.bags.images import encode_rgb
 from specvla_ros.bags.types import COMPRESSED_IMAGE, IMAGE, STRING, default_typestore
+from specvla_ros.images.conversion import ImageConversionError, encode_rgb
 
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 BAG_VERSION: Literal[8, 9] = 8
@@ -138,7 +138,10 @@ def _header(store: Typestore, stamp_ns: int, frame_id: str) -> Any:
 def image_message(store: Typestore, rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera",
                   msgtype: str = IMAGE, encoding: str = "rgb8") -> Any:
     """A rosbags Image (rgb8/bgr8) or CompressedImage (jpeg/png) holding `rgb`."""
-    data, encoding, step = encode_rgb(rgb, msgtype, encoding)
+    try:
+        data, encoding, step = encode_rgb(rgb, compressed=msgtype == COMPRESSED_IMAGE, encoding=encoding)
+    except ImageConversionError as error:
+        raise BagError(str(error)) from None
     header = _header(store, stamp_ns, frame_id)
     pixels = np.frombuffer(data, dtype=np.uint8)
     if msgtype == COMPRESSED_IMAGE:

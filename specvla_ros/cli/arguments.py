@@ -1,5 +1,5 @@
-"""What several verbs share: which model pair decodes, at which threshold; topic names; the simulator's
-tasks; lazy runs.
+"""What several verbs share: which model pair decodes, at which threshold; the simulator's tasks; lazy
+runs (the node's topic names are in specvla_ros.ros.topics).
 
 Free of torch, rclpy and the simulator, so `specvla --help` stays instant.
 """
@@ -12,11 +12,6 @@ from typing import Callable
 
 SIM_TASKS = ("pick", "push", "place")  # specvla_ros.sim.tasks.TASKS; not imported: it loads MuJoCo
 DECODER_MODES = ("speculative", "autoregressive")
-# The node's default topics (config/*.yaml): where bags hold camera, task, commands and decode statistics.
-CAMERA_TOPIC = "/camera/image_raw"
-TASK_TOPIC = "/vla/instruction"
-COMMAND_TOPIC = "/specvla_node/command"
-DECODE_STATS_TOPIC = "/specvla_node/decode_stats"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

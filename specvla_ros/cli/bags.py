@@ -8,19 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specvla_ros.cli.arguments import (
-    CAMERA_TOPIC,
-    COMMAND_TOPIC,
-    DECODE_STATS_TOPIC,
-    DECODER_MODES,
-    SIM_TASKS,
-    TASK_TOPIC,
-    add_model_arguments,
-    lazy_run,
-)
+from specvla_ros.cli.arguments import DECODER_MODES, SIM_TASKS, add_model_arguments, lazy_run
+from specvla_ros.ros.topics import DEFAULT_RECORD_TOPICS, TASK_TOPIC
 
-DEFAULT_RECORD_TOPICS = (CAMERA_TOPIC, TASK_TOPIC, COMMAND_TOPIC, DECODE_STATS_TOPIC)
-IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.image_qos; not imported: it loads rclpy
+IMAGE_QOS_CHOICES = ("sensor_data", "reliable")  # specvla_ros.ros.qos; not imported: it loads rclpy
 
 
 def _add_record_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,7 +56,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                     "(docs/libero.md). Without --model it runs the embedded tabletop pair, which only checks the "
                     "pipeline (it was not trained on LIBERO).")
     _add_libero_eval_arguments(libero_eval)
-    libero_eval.set_defaults(run=lazy_run("specvla_ros.libero.evaluate", "run"))
+    libero_eval.set_defaults(run=lazy_run("specvla_ros.ros.libero_eval", "run"))
 
     libero_install = verbs.add_parser(
         "libero-install", help="finish a LIBERO install: its config.yaml and assets folder (run by make setup-libero)",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specvla_ros.cli.arguments import CAMERA_TOPIC, DECODE_STATS_TOPIC, TASK_TOPIC, lazy_run
+from specvla_ros.cli.arguments import lazy_run
+from specvla_ros.ros.topics import CAMERA_TOPIC, DECODE_STATS_TOPIC, TASK_TOPIC
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -97,3 +97,20 @@ def max_steps(suite: str) -> int:
     if suite not in MAX_STEPS:
         raise LiberoUsageError(f"unknown LIBERO suite '{suite}'; known: {', '.join(SUITES)}")
     return MAX_STEPS[suite]
+
+
+def pick_unnorm_key(norm_stats_keys: list[str], suite: str, requested: str = "") -> str | None:
+    """The action-statistics key OpenVLA's LIBERO evaluation would use.
+
+    An explicit key wins; a checkpoint with one key needs none (None); else the suite's name, or
+    its `_no_noops` variant (how the OpenVLA LIBERO fine-tunes name theirs). None lets the decoder
+    raise its own error listing the keys.
+    """
+    if requested:
+        return requested
+    if len(norm_stats_keys) == 1:
+        return None
+    for key in (suite, f"{suite}_no_noops"):
+        if key in norm_stats_keys:
+            return key
+    return None

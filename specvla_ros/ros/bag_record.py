@@ -21,7 +21,13 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from specvla_ros.bags import TASK_QOS, BagError, BagWriter, TopicQos, remove_bag, string_message
-from specvla_ros.cli.bags import DEFAULT_RECORD_TOPICS
+from specvla_ros.ros.topics import (
+    CAMERA_TOPIC,
+    COMMAND_TOPIC,
+    DECODE_STATS_TOPIC,
+    DEFAULT_RECORD_TOPICS,
+    TASK_TOPIC,
+)
 from specvla_ros.core.errors import SpecVLAError
 
 RECORD_DEPTH = 100  # a burst of frames must not be dropped by the recorder's own queue
@@ -210,7 +216,6 @@ def _spin_for(executor: SingleThreadedExecutor, seconds: float) -> None:
 
 def _sim_nodes(args: argparse.Namespace):
     """A factory for (specvla_node, sim bridge), configured as config/sim.yaml; and the known topic types."""
-    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -220,7 +225,7 @@ def _sim_nodes(args: argparse.Namespace):
     from specvla_ros.core.loading import load_decoder
     from specvla_ros.models import model_pair
     from specvla_ros.msg import DecodeStats, EndEffectorDelta
-    from specvla_ros.ros.node import TASK_QOS as NODE_TASK_QOS
+    from specvla_ros.ros.qos import TASK_QOS as NODE_TASK_QOS
 
     pair = model_pair(args.model, args.draft, log=lambda line: print(line, file=sys.stderr))
     args.model, args.draft = pair.target_path, pair.draft_path
@@ -230,22 +235,19 @@ def _sim_nodes(args: argparse.Namespace):
     reliable = TopicQos(depth=10)
     record_qos = QoSProfile(depth=RECORD_DEPTH, reliability=ReliabilityPolicy.RELIABLE)  # as the node's, deeper
     known = {  # task first: subscriptions created first are served first when a task and a frame arrive together
-        "/vla/instruction": KnownTopic(String, NODE_TASK_QOS, TASK_QOS),
-        "/camera/image_raw": KnownTopic(Image, qos_profile_sensor_data, CAMERA_QOS),
-        "/specvla_node/command": KnownTopic(EndEffectorDelta, record_qos, reliable),
-        "/specvla_node/decode_stats": KnownTopic(DecodeStats, record_qos, reliable),
+        TASK_TOPIC: KnownTopic(String, NODE_TASK_QOS, TASK_QOS),
+        CAMERA_TOPIC: KnownTopic(Image, qos_profile_sensor_data, CAMERA_QOS),
+        COMMAND_TOPIC: KnownTopic(EndEffectorDelta, record_qos, reliable),
+        DECODE_STATS_TOPIC: KnownTopic(DecodeStats, record_qos, reliable),
     }
 
     def build() -> list[Node]:
-        from specvla_ros.ros.node import SpecVLANode
+        from specvla_ros.ros.closed_loop import SIM_NODE_PARAMETERS, start_nodes
         from specvla_ros.ros.sim_bridge import SimBridgeNode
 
-        node_values = {"dry_run": False, "start_enabled": True, "control_rate_hz": 20.0, "action_timeout_s": 5.0,
-                       "decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)}
-        node = SpecVLANode(decoder=decoder, parameter_overrides=[Parameter(k, value=v) for k, v in node_values.items()])
+        node_values = {**SIM_NODE_PARAMETERS, "decoder.mode": args.mode, "decoder.relax_bins": list(args.relax_bins)}
         bridge_values = {"tasks": list(args.tasks), "episodes_per_task": args.episodes, "seed": args.seed,
                          "max_steps": args.max_steps}
-        bridge = SimBridgeNode(parameter_overrides=[Parameter(k, value=v) for k, v in bridge_values.items()])
-        return [node, bridge]
+        return list(start_nodes(decoder, node_values, SimBridgeNode, bridge_values))
 
     return build, known

@@ -32,7 +32,7 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import String
 
@@ -41,12 +41,10 @@ from specvla_ros.bags.reader import TASK_TYPES, check_topic, open_bag, read_mess
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.ros.bag_record import BagCapture, KnownTopic, absolute, message_class
 from specvla_ros.ros.dds_profile import current_setup
-from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES, describe_image_qos, image_qos
+from specvla_ros.ros.qos import IMAGE_QOS_CHOICES, describe_image_qos, image_qos
+from specvla_ros.ros.qos import TASK_QOS as NODE_TASK_QOS
 from specvla_ros.ros.replay_diagnosis import delivery_hint, qos_reliability
 
-# As specvla_node's subscriptions (node.py; not imported: it would load torch into a player).
-NODE_TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 

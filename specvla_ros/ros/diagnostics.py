@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from specvla_ros.ros.incidents import Incident
+
+if TYPE_CHECKING:
+    from specvla_ros.core.decoder import DecodeStats
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -37,6 +41,35 @@ class RollingWindow:
         return float(np.mean(self._values)) if self._values else float("nan")
 
 
+class DecodeWindows:
+    """The recent decodes as /diagnostics reports them: latencies, acceptance lengths, rate.
+
+    Filled on the worker thread (`record`), read by the 1 Hz diagnostics timer: the caller holds
+    the lock that orders the two.
+    """
+
+    RATE_WINDOW_S = 5.0
+
+    def __init__(self) -> None:
+        self.draft_ms = RollingWindow()
+        self.verify_ms = RollingWindow()
+        self.total_ms = RollingWindow()
+        self.acceptance_length = RollingWindow()
+        self._completed_s: deque[float] = deque(maxlen=50)  # monotonic completion times
+
+    def record(self, stats: DecodeStats, now_s: float) -> None:
+        """One completed decode (the decoder's own timings), completed at monotonic now_s."""
+        self.draft_ms.add(stats.draft_ms)
+        self.verify_ms.add(stats.verify_ms)
+        self.total_ms.add(stats.total_ms)
+        self.acceptance_length.add(stats.mean_acceptance_length)
+        self._completed_s.append(now_s)
+
+    def rate_hz(self, now_s: float) -> float:
+        """Decodes completed per second over the last RATE_WINDOW_S."""
+        return sum(1 for t in self._completed_s if now_s - t <= self.RATE_WINDOW_S) / self.RATE_WINDOW_S
+
+
 @dataclass
 class HealthInputs:
     """Everything the status is computed from, gathered by the node once per second."""
@@ -57,10 +90,7 @@ class HealthInputs:
     failed_inferences: int
     commands_published: int
     inference_rate_hz: float
-    draft_ms: RollingWindow = field(default_factory=RollingWindow)
-    verify_ms: RollingWindow = field(default_factory=RollingWindow)
-    total_ms: RollingWindow = field(default_factory=RollingWindow)
-    acceptance_length: RollingWindow = field(default_factory=RollingWindow)
+    decodes: DecodeWindows = field(default_factory=DecodeWindows)
     lifecycle_state: str = "active"    # unconfigured, inactive, active, finalized, or a transition state
 
 
@@ -90,8 +120,9 @@ def assess(inputs: HealthInputs) -> tuple[int, str]:
         return WARN, f"stale camera: last frame {inputs.image_age_s:.2f} s ago"
     if not inputs.task_known:
         return WARN, "no task: publish an instruction"
-    if len(inputs.total_ms) and inputs.total_ms.last() > inputs.latency_budget_ms:
-        return WARN, f"latency over budget: {inputs.total_ms.last():.0f} ms > {inputs.latency_budget_ms:.0f} ms"
+    total_ms = inputs.decodes.total_ms
+    if len(total_ms) and total_ms.last() > inputs.latency_budget_ms:
+        return WARN, f"latency over budget: {total_ms.last():.0f} ms > {inputs.latency_budget_ms:.0f} ms"
     if inputs.dry_run:
         return OK, "running (dry run: no commands published)"
     if not inputs.enabled:
@@ -99,22 +130,25 @@ def assess(inputs: HealthInputs) -> tuple[int, str]:
     return OK, "running"
 
 
-def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> DiagnosticStatus:
+def build_status(node_name: str, hardware_id: str, inputs: HealthInputs,
+                 extra: dict[str, str] | None = None) -> DiagnosticStatus:
+    """The status with every key value; `extra` (transport, decoder process) appended as given."""
     level, message = assess(inputs)
+    decodes = inputs.decodes
     values = {
         "lifecycle_state": inputs.lifecycle_state,
         "mode": inputs.mode,
         "relax_bins": " ".join(str(r) for r in inputs.relax_bins),
-        "draft_latency_ms_last": _fmt(inputs.draft_ms.last()),
-        "draft_latency_ms_p50": _fmt(inputs.draft_ms.percentile(50)),
-        "draft_latency_ms_p95": _fmt(inputs.draft_ms.percentile(95)),
-        "verify_latency_ms_last": _fmt(inputs.verify_ms.last()),
-        "verify_latency_ms_p50": _fmt(inputs.verify_ms.percentile(50)),
-        "verify_latency_ms_p95": _fmt(inputs.verify_ms.percentile(95)),
-        "total_latency_ms_last": _fmt(inputs.total_ms.last()),
-        "total_latency_ms_p50": _fmt(inputs.total_ms.percentile(50)),
-        "total_latency_ms_p95": _fmt(inputs.total_ms.percentile(95)),
-        "mean_acceptance_length": _fmt(inputs.acceptance_length.mean()),
+        "draft_latency_ms_last": _fmt(decodes.draft_ms.last()),
+        "draft_latency_ms_p50": _fmt(decodes.draft_ms.percentile(50)),
+        "draft_latency_ms_p95": _fmt(decodes.draft_ms.percentile(95)),
+        "verify_latency_ms_last": _fmt(decodes.verify_ms.last()),
+        "verify_latency_ms_p50": _fmt(decodes.verify_ms.percentile(50)),
+        "verify_latency_ms_p95": _fmt(decodes.verify_ms.percentile(95)),
+        "total_latency_ms_last": _fmt(decodes.total_ms.last()),
+        "total_latency_ms_p50": _fmt(decodes.total_ms.percentile(50)),
+        "total_latency_ms_p95": _fmt(decodes.total_ms.percentile(95)),
+        "mean_acceptance_length": _fmt(decodes.acceptance_length.mean()),
         "inference_rate_hz": _fmt(inputs.inference_rate_hz),
         "camera_age_s": "none" if inputs.image_age_s is None else _fmt(inputs.image_age_s),
         "dropped_frames": str(inputs.dropped_frames),
@@ -126,6 +160,7 @@ def build_status(node_name: str, hardware_id: str, inputs: HealthInputs) -> Diag
         "decoding_for_s": "idle" if inputs.decoding_for_s is None else _fmt(inputs.decoding_for_s),
         "problems": ", ".join(incident.cause.value for _, incident in inputs.incidents) or "none",
         **{f"count.{cause}": str(count) for cause, count in inputs.incident_counts.items()},
+        **(extra or {}),
     }
     return DiagnosticStatus(
         level=level,

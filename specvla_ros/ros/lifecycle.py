@@ -20,6 +20,9 @@ from typing import Any
 from lifecycle_msgs.srv import ChangeState
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.publisher import Publisher
+from rclpy.service import Service
+from rclpy.subscription import Subscription
 
 UNCONFIGURED, INACTIVE, ACTIVE, FINALIZED = "unconfigured", "inactive", "active", "finalized"
 TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")
@@ -66,3 +69,15 @@ def answer_refused_transitions(node: LifecycleNode) -> None:
             return response
 
     service.callback = answered
+
+
+def destroy_entity(node: LifecycleNode, entity: Any) -> None:
+    """Remove a publisher (made with create_lifecycle_publisher), subscription, service or timer."""
+    if isinstance(entity, Publisher):
+        node.destroy_lifecycle_publisher(entity)
+    elif isinstance(entity, Subscription):
+        node.destroy_subscription(entity)
+    elif isinstance(entity, Service):
+        node.destroy_service(entity)
+    else:
+        node.destroy_timer(entity)

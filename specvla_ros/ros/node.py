@@ -3,8 +3,8 @@
 Wiring only. Decoding lives in specvla_ros.core, the inference thread in worker.py (or the
 decoder process in process_worker.py, with inference.isolation "process"), the publish/stop rules
 in safety.py, health in diagnostics.py (what went wrong, per cause, in incidents.py), parameters
-in parameters.py, input budgets in input_budget.py, trust in the model's output in model_check.py,
-parameter values turned into the core's configs in node_config.py, lifecycle glue in lifecycle.py.
+and the configs their values become in parameters.py, QoS profiles in qos.py, input budgets in
+input_budget.py, trust in the model's output in model_check.py, lifecycle glue in lifecycle.py.
 node_entry.py runs it as a process (signals, exit codes).
 
 Lifecycle: construction checks every parameter (a bad value raises ConfigError, one line);
@@ -19,23 +19,18 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.publisher import Publisher
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.service import Service
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import SetBool
 
 from specvla_ros.core.config import DecoderConfig
@@ -44,35 +39,16 @@ from specvla_ros.core.errors import ConfigError, InputError, SpecVLAError
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros import diagnostics, lifecycle
 from specvla_ros.ros.dds_profile import current_setup
-from specvla_ros.ros.image_conversion import to_rgb
-from specvla_ros.ros.image_qos import describe_image_qos, image_qos
 from specvla_ros.ros.incidents import PER_DECODE, WARN, Cause, Incidents, printable
 from specvla_ros.ros.input_budget import ImageTooLarge, TaskTooLong, check_image, check_task
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
 from specvla_ros.ros.model_check import check_model, verdict
-from specvla_ros.ros.node_config import decoder_config, decoder_spec, gate_settings
-from specvla_ros.ros.parameters import NODE_NAME, SPECS, check_startup, check_update, declare_all, unknown_overrides
-from specvla_ros.ros.process_worker import DecodeCall, DecoderProcessError, ProcessWorker
+from specvla_ros.ros.parameters import (NODE_NAME, SPECS, check_startup, check_update, declare_all, decoder_config,
+                                        decoder_spec, gate_settings, unknown_overrides)
+from specvla_ros.ros.process_worker import DecoderProcessError, ProcessWorker
+from specvla_ros.ros.qos import COMMAND_QOS, ENABLE_LIVE_QOS, STATS_QOS, TASK_QOS, describe_image_qos, image_qos
 from specvla_ros.ros.safety import Command, CommandGate, TimedAction
-from specvla_ros.ros.worker import InferenceWorker, MailboxWorker, WorkerCounters
-
-CAMERA_QOS = qos_profile_sensor_data
-TASK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-STATS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Enable topic: volatile ignores a value latched before start-up (accept_latched_enable false).
-ENABLE_LIVE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-
-
-class Decoder(Protocol):
-    def decode(self, image: np.ndarray, instruction: str) -> ActionResult: ...
-
-
-@dataclass(frozen=True)
-class InferenceRequest:
-    image: Image | CompressedImage
-    task: str
-    received_s: float  # monotonic arrival time of the frame
+from specvla_ros.ros.worker import Decoder, InferenceRequest, InferenceWorker, WorkerCounters
 
 
 class SpecVLANode(LifecycleNode):
@@ -103,16 +79,14 @@ class SpecVLANode(LifecycleNode):
         self._incidents = Incidents()
         self._commands_published = 0
         self._active = False  # frames reach the model and commands may leave (lifecycle state active)
-        self._completions: deque[float] = deque(maxlen=50)
-        self._latency = {name: diagnostics.RollingWindow() for name in ("draft", "verify", "total", "accept")}
+        self._decodes = diagnostics.DecodeWindows()
         self._gate = CommandGate(gate_settings(values), enabled=values["start_enabled"])
 
         self._given_decoder = decoder  # not ours to free: kept across cleanup / configure
         self._isolation = values["inference.isolation"]
         self._decoder_config: DecoderConfig | None = None
-        self._decoder: Decoder | None = None  # in this process; None when it lives in the decoder process
-        self._worker: MailboxWorker[InferenceRequest, ActionResult] | None = None
-        self._stopped_worker: MailboxWorker[InferenceRequest, ActionResult] | None = None
+        self._worker: InferenceWorker | ProcessWorker | None = None
+        self._stopped_worker: InferenceWorker | ProcessWorker | None = None
         self._entities: list[Any] = []  # publishers, subscriptions, service, timer made by configure
         self._command_pub: Publisher | None = None
         self._twist_pub: Publisher | None = None
@@ -250,8 +224,8 @@ class SpecVLANode(LifecycleNode):
         self._control_period_s = 1.0 / self._param("control_rate_hz")
         made.append(self.create_timer(self._control_period_s, self._on_control_tick,
                                       callback_group=MutuallyExclusiveCallbackGroup()))
-        # What loading decided (decoder.tree.auto's choice), from this process's decoder or the child's.
-        for note in getattr(self._decoder if self._decoder is not None else self._worker, "start_notes", []):
+        # What loading decided (decoder.tree.auto's choice), in this process or the decoder process.
+        for note in self._worker.start_notes:
             self.get_logger().info(note)
         # How frames reach this node, for logs and /diagnostics (large frames need one of the two set up).
         self.get_logger().info(f"configured: camera QoS {self._transport['camera_qos']}; "
@@ -261,7 +235,7 @@ class SpecVLANode(LifecycleNode):
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
-    def _start_worker(self, decoder: Decoder | None) -> MailboxWorker[InferenceRequest, ActionResult]:
+    def _start_worker(self, decoder: Decoder | None) -> InferenceWorker | ProcessWorker:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
         if self._isolation == "process":
             if decoder is not None:
@@ -270,7 +244,7 @@ class SpecVLANode(LifecycleNode):
                                   "decoder, or use inference.isolation 'thread'")
             spec = decoder_spec(self._parameter_values(), self._decoder_config)
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
-            return ProcessWorker(spec, self._decode_call, self._on_result, self._on_error,
+            return ProcessWorker(spec, self._on_result, self._on_error,
                                  start_timeout_s=self._param("inference.start_timeout_s"),
                                  heartbeat_timeout_s=self._param("inference.heartbeat_timeout_s"))
         if decoder is None:
@@ -279,8 +253,8 @@ class SpecVLANode(LifecycleNode):
             decoder = spec.load()  # with the start-up check unless model.startup_check is false
         elif self._param("model.startup_check"):
             check_model(decoder, "the decoder passed to SpecVLANode")
-        self._decoder = decoder
-        return InferenceWorker(self._infer, self._on_result, self._on_error)
+        return InferenceWorker(decoder, self._on_result, self._on_error,
+                               frame_times=self._decoder_config.temporal.enabled)
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self._param(spec.name) for spec in SPECS}
@@ -365,19 +339,6 @@ class SpecVLANode(LifecycleNode):
             self.get_logger().info("commands enabled" if enabled else "commands disabled")
 
     # ----- inference thread -----------------------------------------------------------------
-    def _decode_call(self, request: InferenceRequest) -> DecodeCall:
-        """The decoder's arguments for a request; called when its decode starts (the frame's age)."""
-        if not self._decoder_config.temporal.enabled:
-            return DecodeCall(to_rgb(request.image), request.task)
-        # Temporal drafting's reset rules need the frame's time (its stamp; arrival if unstamped) and age.
-        stamp_ns = time_to_ns(request.image.header.stamp)
-        return DecodeCall(to_rgb(request.image), request.task,
-                          time_s=stamp_ns / 1e9 if stamp_ns else request.received_s,
-                          frame_age_s=time.monotonic() - request.received_s)
-
-    def _infer(self, request: InferenceRequest) -> ActionResult:
-        return self._decode_call(request).run(self._decoder)
-
     def _on_result(self, request: InferenceRequest, result: ActionResult) -> None:
         image_stamp = request.image.header.stamp
         timed = TimedAction(action=np.asarray(result.action, dtype=float),
@@ -391,11 +352,7 @@ class SpecVLANode(LifecycleNode):
                 return  # the task changed while decoding, or the node was deactivated
             if problem is None:
                 self._gate.offer(timed)
-            self._completions.append(time.monotonic())
-            self._latency["draft"].add(stats.draft_ms)
-            self._latency["verify"].add(stats.verify_ms)
-            self._latency["total"].add(stats.total_ms)
-            self._latency["accept"].add(stats.mean_acceptance_length)
+            self._decodes.record(stats, time.monotonic())
         if problem is None:
             self._incidents.resolve(PER_DECODE)
         else:
@@ -452,7 +409,6 @@ class SpecVLANode(LifecycleNode):
         elif process is not None:
             self._incidents.resolve([Cause.DECODER_PROCESS])  # it answers again (was stopped, continued)
         with self._lock:
-            recent = [t for t in self._completions if now - t <= 5.0]
             inputs = diagnostics.HealthInputs(
                 task_known=self._task is not None,
                 image_age_s=None if self._last_frame is None else now - self._last_frame.received_s,
@@ -469,19 +425,15 @@ class SpecVLANode(LifecycleNode):
                 inferences=counters.completed,
                 failed_inferences=counters.failed,
                 commands_published=self._commands_published,
-                inference_rate_hz=len(recent) / 5.0,
-                draft_ms=self._latency["draft"], verify_ms=self._latency["verify"],
-                total_ms=self._latency["total"], acceptance_length=self._latency["accept"],
+                inference_rate_hz=self._decodes.rate_hz(now),
+                decodes=self._decodes,
                 lifecycle_state=self.lifecycle_state,
             )
-            status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs)
-        status.values += [KeyValue(key=key, value=value) for key, value in self._transport.items()]
-        if process is not None:
-            status.values.append(KeyValue(key="decoder_process", value=process.state))
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
-        self._diag_pub.publish(array)
+            extra = {**self._transport, **({"decoder_process": process.state} if process is not None else {})}
+            status = diagnostics.build_status(self.get_name(), self._param("model.path") or "in-process", inputs,
+                                              extra)
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                               status=[status]))
 
     # ----- stopping -------------------------------------------------------------------------
     def _stop_commands(self) -> None:
@@ -503,7 +455,7 @@ class SpecVLANode(LifecycleNode):
             self._active = False
             worker, self._worker = self._worker, None
             entities, self._entities = self._entities, []
-            self._decoder, self._task, self._last_frame = None, None, None
+            self._task, self._last_frame = None, None
         stopped = True
         if worker is not None:
             self._stopped_worker = worker
@@ -513,23 +465,13 @@ class SpecVLANode(LifecycleNode):
                 self.get_logger().warning(f"the decode in flight did not end within {timeout_s:g} s; going on "
                                           "without it")
         for entity in entities:
-            self._destroy(entity)
+            lifecycle.destroy_entity(self, entity)
         self._command_pub = self._twist_pub = self._stats_pub = None
         if self._decoder_config is not None and self._param("model.device").startswith("cuda"):
             import torch  # the model's memory goes back to the GPU now, not at the next allocation
 
             torch.cuda.empty_cache()
         return stopped
-
-    def _destroy(self, entity: Any) -> None:
-        if isinstance(entity, Publisher):
-            self.destroy_lifecycle_publisher(entity)
-        elif isinstance(entity, Subscription):
-            self.destroy_subscription(entity)
-        elif isinstance(entity, Service):
-            self.destroy_service(entity)
-        else:
-            self.destroy_timer(entity)
 
     def shutdown(self) -> bool:
         """Stop for good (SIGINT / SIGTERM, destroy_node): the lifecycle shutdown transition, i.e. the

@@ -3,6 +3,9 @@
 Declared with ParameterDescriptor (so `ros2 param describe` explains each), refused on set
 when out of range or inconsistent, and checked the same way at start-up (declare_all). Model and
 decoder parameters are read-only: they take effect at start-up (configure), where the model loads.
+The values (name -> value) then become the configs the rest uses, by plain functions at the end:
+the core's DecoderConfig, the DecoderSpec that loads the model (here or in the decoder process), and
+the command gate's live safety settings.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
@@ -18,9 +21,14 @@ from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.validate_full_topic_name import validate_full_topic_name
 
-from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.errors import ConfigError, SpecVLAError
+from specvla_ros.ros.qos import IMAGE_QOS_CHOICES
+from specvla_ros.ros.safety import GateSettings, SafetyLimits
+from specvla_ros.ros.topics import CAMERA_TOPIC, TASK_TOPIC
 
-from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
+if TYPE_CHECKING:  # they import torch: launch files read the table without it
+    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.ros.process_worker import DecoderSpec
 
 DECODER_MODES = ("speculative", "autoregressive")
 STALE_ACTION_POLICIES = ("zero", "hold")
@@ -190,7 +198,7 @@ SPECS: tuple[ParamSpec, ...] = (
               "compressed frames are checked from their header, before decompression.", low=1,
               high=100_000_000),
     # topics
-    ParamSpec("topics.image", "/camera/image_raw", "Camera topic (sensor_msgs/Image).", read_only=True,
+    ParamSpec("topics.image", CAMERA_TOPIC, "Camera topic (sensor_msgs/Image).", read_only=True,
               kind=TOPIC),
     ParamSpec("topics.compressed_image", "", "If set, subscribe to this sensor_msgs/CompressedImage topic "
               "(jpeg/png) instead of topics.image.", read_only=True, kind=OPTIONAL_TOPIC),
@@ -198,7 +206,7 @@ SPECS: tuple[ParamSpec, ...] = (
               "any camera) or reliable (only reliable cameras; carries full-size frames without the shared-memory "
               "Fast DDS profile on the camera's side, see docs/rosbags.md).", choices=IMAGE_QOS_CHOICES,
               read_only=True),
-    ParamSpec("topics.task", "/vla/instruction", "Task instruction topic (std_msgs/String).", read_only=True,
+    ParamSpec("topics.task", TASK_TOPIC, "Task instruction topic (std_msgs/String).", read_only=True,
               kind=TOPIC),
     ParamSpec("topics.command", "~/command", "End-effector delta commands (specvla_ros/EndEffectorDelta).",
               read_only=True, kind=TOPIC),
@@ -338,3 +346,65 @@ def _type_name(default: Any) -> str:
     if isinstance(default, list):
         return f"a list of {_type_name(default[0]).split(' ', 1)[1]}s" if default else "a list"
     return {bool: "a bool", int: "an integer", float: "a double", str: "a string"}[type(default)]
+
+
+def decoder_config(values: dict[str, Any]) -> DecoderConfig:
+    """How to decode; its own checks (e.g. temporal proposals that need history >= 2) raise ConfigError."""
+    from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig  # torch (see TYPE_CHECKING above)
+    from specvla_ros.core.temporal_draft import TemporalDraftConfig
+
+    relax = tuple(int(r) for r in values["decoder.relax_bins"])
+    auto = values["decoder.tree.auto"]
+    # 0 = free for decoder.tree.auto to choose, or the authors' value without it.
+    shape = {name: values[f"decoder.tree.{name}"] or (0 if auto else default) for name, default in PAPER_TREE.items()}
+    tree = TreeConfig(**shape, auto=auto, restrict_to_action_tokens=values["decoder.tree.restrict_to_action_tokens"])
+    return DecoderConfig(
+        action_tokens_only=values["decoder.action_tokens_only"],
+        mode=values["decoder.mode"],
+        relax_bins=relax if len(relax) == 7 else relax[0],
+        tree=tree,
+        unnorm_key=values["model.unnorm_key"] or None,
+        temporal=TemporalDraftConfig(
+            enabled=values["temporal_draft.enabled"],
+            history=values["temporal_draft.history"],
+            proposals=tuple(values["temporal_draft.proposals"]),
+            draft_head=values["temporal_draft.draft_head"],
+            max_frame_age_s=values["temporal_draft.max_frame_age_s"],
+            max_gap_s=values["temporal_draft.max_gap_s"],
+            datastore=values["temporal_draft.datastore"],
+            retrieved=values["temporal_draft.retrieved"],
+        ),
+        prefill_drafts=values["decoder.prefill_drafts"],
+    )
+
+
+def decoder_spec(values: dict[str, Any], config: DecoderConfig) -> DecoderSpec:
+    """What to load, from the model parameters; loaded in the node's process or in the decoder process."""
+    from specvla_ros.ros.process_worker import DecoderSpec  # torch (see TYPE_CHECKING above)
+
+    path = values["model.path"]
+    if not path:
+        raise SpecVLAError("parameter model.path is empty: point it at a checkpoint folder (see config/arm.yaml)")
+    crop = {"auto": None, "true": True, "false": False}[values["model.center_crop"]]
+    quantization = values["model.quantization"]
+    return DecoderSpec(path, values["model.draft_path"] or None, config,
+                       device=values["model.device"], dtype=values["model.dtype"],
+                       center_crop=crop, quantization=None if quantization == "auto" else quantization,
+                       compile=compile_setting(values["model.compile"]),
+                       startup_check=values["model.startup_check"])
+
+
+def gate_settings(values: dict[str, Any]) -> GateSettings:
+    """The live safety parameters (they change on a parameter update, see SpecVLANode._on_set_parameters)."""
+    return GateSettings(
+        action_timeout_s=values["action_timeout_s"],
+        stale_action_policy=values["stale_action_policy"],
+        dry_run=values["dry_run"],
+        zero_commands_on_disable=values["zero_commands_on_disable"],
+        limits=SafetyLimits(
+            action_low=tuple(values["action_low"]),
+            action_high=tuple(values["action_high"]),
+            max_linear_speed_mps=values["max_linear_speed_mps"],
+            max_angular_speed_radps=values["max_angular_speed_radps"],
+        ),
+    )

@@ -36,9 +36,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from specvla_ros.core.config import DecoderConfig
@@ -46,7 +45,7 @@ from specvla_ros.core.decoder import ActionResult
 from specvla_ros.core.errors import CheckpointError, SpecVLAError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.ros.model_check import check_model
-from specvla_ros.ros.worker import MailboxWorker, Request, WorkerStopped
+from specvla_ros.ros.worker import Decoder, InferenceRequest, MailboxWorker, WorkerStopped
 
 HEARTBEAT_PERIOD_S = 0.25
 
@@ -72,10 +71,6 @@ class _RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.text
-
-
-class Decoder(Protocol):
-    def decode(self, image: np.ndarray, instruction: str, **times: float) -> ActionResult: ...
 
 
 @dataclass(frozen=True)
@@ -113,21 +108,6 @@ class DecoderSpec:
         if self.startup_check:
             check_model(decoder, f"model.path '{self.model_path}'")
         return decoder
-
-
-@dataclass(frozen=True)
-class DecodeCall:
-    """One decode: the arguments of `decoder.decode`. Times only when temporal drafting reads them."""
-
-    image: np.ndarray            # (H, W, 3) uint8 rgb
-    instruction: str
-    time_s: float | None = None        # the frame's stamp (or arrival), seconds
-    frame_age_s: float | None = None   # how long the frame waited before decoding, seconds
-
-    def run(self, decoder: Decoder) -> ActionResult:
-        if self.time_s is None and self.frame_age_s is None:
-            return decoder.decode(self.image, self.instruction)
-        return decoder.decode(self.image, self.instruction, time_s=self.time_s, frame_age_s=self.frame_age_s)
 
 
 def _portable(error: BaseException) -> BaseException:
@@ -192,27 +172,27 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-class ProcessWorker(MailboxWorker[Request, ActionResult]):
+class ProcessWorker(MailboxWorker[InferenceRequest, ActionResult]):
     """`InferenceWorker`'s semantics with the decoder in a spawned child process.
 
-    `prepare(request)` runs on the worker thread in this process (image conversion: bad input fails
-    here) and gives the `DecodeCall` sent to the child. Start-up blocks until the child has loaded
-    the model, raising `DecoderStartError` on a load error or after `start_timeout_s`.
+    The request becomes a `DecodeCall` on the worker thread in this process (image conversion: bad
+    input fails here), with the frame's time and age when the spec's config drafts temporally; the
+    call is sent to the child. Start-up blocks until the child has loaded the model, raising
+    `DecoderStartError` on a load error or after `start_timeout_s`.
     """
 
     def __init__(
         self,
         spec: DecoderSpec,
-        prepare: Callable[[Request], DecodeCall],
-        on_result: Callable[[Request, ActionResult], None],
-        on_error: Callable[[Request, BaseException, str], None],
+        on_result: Callable[[InferenceRequest, ActionResult], None],
+        on_error: Callable[[InferenceRequest, BaseException, str], None],
         name: str = "specvla_inference",
         start_timeout_s: float = 300.0,
         heartbeat_timeout_s: float = 3.0,
     ) -> None:
         super().__init__(on_result, on_error, name)
-        self._prepare = prepare
         self._spec = spec
+        self._frame_times = spec.config.temporal.enabled
         self.start_notes: list[str] = []  # what the child's loading decided, for the node's log
         self._send_lock = threading.Lock()
         self._failure: str | None = None  # why the child can no longer serve, once it died
@@ -286,12 +266,12 @@ class ProcessWorker(MailboxWorker[Request, ActionResult]):
         raise DecoderStartError(f"the decoder process did not report ready within {time.monotonic() - started:.0f} s "
                                 f"({where}): raise inference.start_timeout_s for a slow disk or a large model")
 
-    def _execute(self, request: Request) -> ActionResult:
+    def _execute(self, request: InferenceRequest) -> ActionResult:
         if self._stopping:
             raise WorkerStopped()
         if self._failure is not None:
             raise DecoderProcessError(self._failure)
-        call = self._prepare(request)
+        call = request.decode_call(self._frame_times)
         try:
             with self._send_lock:
                 self._conn.send(("decode", call))

@@ -5,8 +5,10 @@ milliseconds and must never delay the control timer or the camera callback. Requ
 through a single slot: a frame that arrives while the model is busy replaces the waiting one
 (and is counted as dropped), so the model always works on the newest frame.
 
-`MailboxWorker` holds that slot and the loop; `InferenceWorker` runs the job on its thread,
-`process_worker.ProcessWorker` forwards it to a decoder in a child process (no shared GIL).
+`MailboxWorker` holds that slot and the loop. Two workers serve the node alike: `InferenceWorker`
+decodes on its thread, `process_worker.ProcessWorker` in a child process (no shared GIL). Both take
+an `InferenceRequest` (the frame as received), turn it into a `DecodeCall` (the decoder's
+arguments) on the worker thread when its decode starts, and give the decoder's `ActionResult`.
 """
 from __future__ import annotations
 
@@ -14,10 +16,58 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Protocol, TypeVar
+
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+from specvla_ros.core.decoder import ActionResult
+from specvla_ros.ros.image_conversion import to_rgb
+from specvla_ros.ros.messages import time_to_ns
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
+
+
+class Decoder(Protocol):
+    """What both workers decode with: the core's decoders (times only with temporal drafting)."""
+
+    def decode(self, image: np.ndarray, instruction: str, **times: float) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class DecodeCall:
+    """One decode: the arguments of `decoder.decode`. Times only when temporal drafting reads them."""
+
+    image: np.ndarray            # (H, W, 3) uint8 rgb
+    instruction: str
+    time_s: float | None = None        # the frame's stamp (or arrival), seconds
+    frame_age_s: float | None = None   # how long the frame waited before decoding, seconds
+
+    def run(self, decoder: Decoder) -> ActionResult:
+        if self.time_s is None and self.frame_age_s is None:
+            return decoder.decode(self.image, self.instruction)
+        return decoder.decode(self.image, self.instruction, time_s=self.time_s, frame_age_s=self.frame_age_s)
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """A frame and the task to decode it for, as the node received them."""
+
+    image: Image | CompressedImage
+    task: str
+    received_s: float  # monotonic arrival time of the frame
+
+    def decode_call(self, frame_times: bool) -> DecodeCall:
+        """The decoder's arguments; called when the decode starts (the frame's age), on the worker
+        thread (conversion fails there, as an InputError). Temporal drafting's reset rules need the
+        frame's time (its stamp; arrival if unstamped) and age: `frame_times`."""
+        rgb = to_rgb(self.image)
+        if not frame_times:
+            return DecodeCall(rgb, self.task)
+        stamp_ns = time_to_ns(self.image.header.stamp)
+        return DecodeCall(rgb, self.task, time_s=stamp_ns / 1e9 if stamp_ns else self.received_s,
+                          frame_age_s=time.monotonic() - self.received_s)
 
 
 class WorkerStopped(Exception):
@@ -126,19 +176,40 @@ class MailboxWorker(Generic[Request, Result]):
             traceback.print_exc()
 
 
-class InferenceWorker(MailboxWorker[Request, Result]):
-    """Runs `job(request)` on its own thread for the newest submitted request."""
+class InferenceWorker(MailboxWorker[InferenceRequest, ActionResult]):
+    """Decodes the newest submitted request on its own thread, with a decoder in this process.
+
+    `frame_times`: pass the frame's time and age to the decoder (temporal drafting reads them).
+    """
 
     def __init__(
         self,
-        job: Callable[[Request], Result],
-        on_result: Callable[[Request, Result], None],
-        on_error: Callable[[Request, BaseException, str], None],
+        decoder: Decoder,
+        on_result: Callable[[InferenceRequest, ActionResult], None],
+        on_error: Callable[[InferenceRequest, BaseException, str], None],
+        frame_times: bool = False,
         name: str = "specvla_inference",
     ) -> None:
         super().__init__(on_result, on_error, name)
-        self._job = job
+        self._decoder: Decoder | None = decoder
+        self._frame_times = frame_times
+        # What loading decided (decoder.tree.auto's choice), for the node's log; as ProcessWorker's.
+        self.start_notes: list[str] = list(getattr(decoder, "start_notes", []))
         self._start_thread()
 
-    def _execute(self, request: Request) -> Result:
-        return self._job(request)
+    @property
+    def decoder(self) -> Decoder | None:
+        """The decoder in this process; None once stopped."""
+        return self._decoder
+
+    def _execute(self, request: InferenceRequest) -> ActionResult:
+        decoder = self._decoder
+        if decoder is None:
+            raise WorkerStopped()
+        return request.decode_call(self._frame_times).run(decoder)
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """As MailboxWorker.stop; the decoder is let go, so the model is freed once no decode uses it."""
+        stopped = super().stop(timeout_s)
+        self._decoder = None
+        return stopped

@@ -18,7 +18,8 @@ from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import build_decoder
 from specvla_ros.ros.bag_record import BagRecorder, message_class
 from specvla_ros.ros.image_conversion import rgb_to_image
-from specvla_ros.ros.node import TASK_QOS, SpecVLANode
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import TASK_QOS
 from test.bags.conftest import frames
 
 COMMAND, STATS = "/specvla_node/command", "/specvla_node/decode_stats"

@@ -6,7 +6,7 @@ import pytest
 
 from specvla_ros.libero import conventions as conv
 from specvla_ros.libero.errors import LiberoUsageError
-from specvla_ros.libero.evaluate import pick_unnorm_key
+from specvla_ros.libero.conventions import pick_unnorm_key
 from specvla_ros.libero.suites import MAX_STEPS, NUM_STEPS_WAIT
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import rclpy
 from sensor_msgs.msg import Image
 
-from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES, image_qos
+from specvla_ros.ros.qos import IMAGE_QOS_CHOICES, image_qos
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
 from specvla_ros.msg import EndEffectorDelta
-from specvla_ros.ros.node import CAMERA_QOS, COMMAND_QOS, TASK_QOS
+from specvla_ros.ros.qos import CAMERA_QOS, COMMAND_QOS, TASK_QOS
 from test.ros.fuzz_traffic import TASKS, Input, Traffic
 
 TOLERANCE = 1e-6  # the gripper travels as float32

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from specvla_ros.ros.dds_profile import (PROFILE_VARIABLES, export_lines, fast_dds_2, profile_path, profile_variable,
                                         use_large_image_profile)
-from specvla_ros.ros.image_qos import describe_image_qos
+from specvla_ros.ros.qos import describe_image_qos
 
 PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_images.xml"
 
@@ -64,6 +64,6 @@ def test_profile_keeps_udp_on_loopback_and_is_printed_for_other_terminals() -> N
 
 def test_cli_image_qos_choices_match_the_node() -> None:
     from specvla_ros.cli.bags import IMAGE_QOS_CHOICES as CLI_CHOICES
-    from specvla_ros.ros.image_qos import IMAGE_QOS_CHOICES
+    from specvla_ros.ros.qos import IMAGE_QOS_CHOICES
 
     assert CLI_CHOICES == IMAGE_QOS_CHOICES

@@ -30,7 +30,8 @@ from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.models import BUNDLED as MODELS
 from specvla_ros.msg import EndEffectorDelta
-from specvla_ros.ros.node import COMMAND_QOS, SpecVLANode
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import COMMAND_QOS
 from specvla_ros.ros.parameters import MOTION_DIMS, SPECS
 from test.ros.fuzz_harness import FuzzRun, InProcessNode, child_pids
 from test.ros.fuzz_traffic import TASKS, Traffic, jpeg_header_claiming, live_defaults
@@ -144,7 +145,7 @@ def _shutdown_case(tmp_path: Path, isolation: str, signum: int, when: str, jitte
     from rclpy.context import Context
 
     from specvla_ros.ros.image_conversion import rgb_to_image
-    from specvla_ros.ros.node import CAMERA_QOS, TASK_QOS
+    from specvla_ros.ros.qos import CAMERA_QOS, TASK_QOS
 
     arguments = [str(Path(sys.executable).parent / "specvla_node"), "--ros-args",
                  "-p", f"model.path:={MODELS / 'target'}", "-p", f"model.draft_path:={MODELS / 'draft'}",

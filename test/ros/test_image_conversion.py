@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from specvla_ros.ros.image_conversion import ImageConversionError, NotColourError, rgb_to_image, to_rgb
+from specvla_ros.images.conversion import ImageConversionError, NotColourError
+from specvla_ros.ros.image_conversion import rgb_to_image, to_rgb
 
 RGB = np.random.default_rng(0).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
 

@@ -25,8 +25,9 @@ from std_msgs.msg import String
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.dds_profile import PROFILE_VARIABLES, profile_variable
-from specvla_ros.ros.image_qos import describe_image_qos
-from specvla_ros.ros.node import TASK_QOS, SpecVLANode
+from specvla_ros.ros.qos import describe_image_qos
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import TASK_QOS
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, HZ = 60, 30.0

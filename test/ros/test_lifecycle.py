@@ -120,7 +120,7 @@ def test_transitions_over_the_standard_services(make_rig, spec_decoder) -> None:
     # deactivate + cleanup: the worker joined, the model dropped; configure again loads it again.
     assert manager.change(Transition.TRANSITION_DEACTIVATE)
     assert manager.change(Transition.TRANSITION_CLEANUP)
-    assert manager.state() == "unconfigured" and not inference_threads() and rig.node._decoder is None
+    assert manager.state() == "unconfigured" and not inference_threads() and rig.node._worker is None
     assert manager.change(Transition.TRANSITION_CONFIGURE) and manager.change(Transition.TRANSITION_ACTIVATE)
     rig.send_task(TASK)  # a fresh configure forgets the task: the latched one arrives again, or a new one
     assert spin_until_model_commands(rig, since=time.monotonic())

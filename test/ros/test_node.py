@@ -18,7 +18,8 @@ from std_srvs.srv import SetBool
 
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
-from specvla_ros.ros.node import TASK_QOS, SpecVLANode
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import TASK_QOS
 
 FRAME = np.random.default_rng(1).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
 

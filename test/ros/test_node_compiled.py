@@ -23,7 +23,7 @@ def graphs_built() -> int:
 def test_the_node_compiles_before_ready_and_never_on_a_frame(ros_context) -> None:
     rig = Rig(ros_context, None, **PARAMETERS)  # loads, compiles and warms up here
     try:
-        decoder = rig.node._decoder
+        decoder = rig.node._worker.decoder
         assert decoder.compile_mode == "default" and decoder._verify.compiled and decoder._prefill_verify.compiled
         ready = graphs_built()
         rig.send_task("pick up the red cube")

@@ -5,6 +5,7 @@ Real spawned child processes over a real tiny pair saved to disk, and the real n
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -21,8 +22,10 @@ from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.errors import ConfigError, InputError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.msg import EndEffectorDelta
+from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.node import SpecVLANode
-from specvla_ros.ros.process_worker import DecodeCall, DecoderSpec, DecoderStartError, ProcessWorker
+from specvla_ros.ros.process_worker import DecoderSpec, DecoderStartError, ProcessWorker
+from specvla_ros.ros.worker import InferenceRequest
 from test.models import make_pair, random_image
 from test.ros.test_node import LIVE, Rig
 
@@ -38,17 +41,21 @@ class Collector:
         self.replies: queue.Queue = queue.Queue()
 
     def on_result(self, request, result) -> None:
-        self.replies.put((request[0], result, ""))
+        self.replies.put((request.image.header.frame_id, result, ""))
 
     def on_error(self, request, error, trace) -> None:
-        self.replies.put((request[0], error, trace))
+        self.replies.put((request.image.header.frame_id, error, trace))
 
     def take(self, count: int, timeout_s: float = 20.0) -> list:
         return [self.replies.get(timeout=timeout_s) for _ in range(count)]
 
 
-def prepare(request: tuple[str, DecodeCall]) -> DecodeCall:
-    return request[1]
+def request(tag: str, rng: np.random.Generator, task: str = TASK, stamp_s: float = 0.0) -> InferenceRequest:
+    """A frame as the node receives it, tagged (header.frame_id) to match its reply."""
+    msg = rgb_to_image(random_image(rng))
+    msg.header.frame_id = tag
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), round(stamp_s % 1 * 1e9)
+    return InferenceRequest(msg, task, time.monotonic())
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +74,7 @@ def spec(checkpoints) -> DecoderSpec:
 def served(spec):
     """One decoder process for the module (each start costs seconds: torch imports in the child)."""
     collector = Collector()
-    worker = ProcessWorker(spec, prepare, collector.on_result, collector.on_error)
+    worker = ProcessWorker(spec, collector.on_result, collector.on_error)
     yield worker, collector
     assert worker.stop(timeout_s=5.0)
 
@@ -75,13 +82,13 @@ def served(spec):
 def test_results_equal_in_thread_decoding(served, spec) -> None:
     worker, collector = served
     rng = np.random.default_rng(7)
-    calls = [DecodeCall(random_image(rng), TASK, time_s=0.1 * i, frame_age_s=0.01) for i in range(5)]
     reference = spec.load()  # the same checkpoint and config, decoded on this thread
-    expected = [call.run(reference) for call in calls]
-    for index, call in enumerate(calls):  # one at a time: nothing dropped, the history grows in order
-        worker.submit((index, call))
+    requests = [request(str(i), rng, stamp_s=1.0 + 0.1 * i) for i in range(5)]  # young frames: no history reset
+    expected = [r.decode_call(frame_times=True).run(reference) for r in requests]
+    for index, r in enumerate(requests):  # one at a time: nothing dropped, the history grows in order
+        worker.submit(dataclasses.replace(r, received_s=time.monotonic()))  # young, as the reference's
         [(tag, result, _)] = collector.take(1)
-        assert tag == index
+        assert tag == str(index)
         want = expected[index]
         assert result.token_ids == want.token_ids
         assert result.bins == want.bins
@@ -94,15 +101,15 @@ def test_results_equal_in_thread_decoding(served, spec) -> None:
 
 def test_newest_request_wins_and_drops_are_counted(served) -> None:
     worker, collector = served
-    call = DecodeCall(random_image(np.random.default_rng(8)), TASK)
+    rng = np.random.default_rng(8)
     before = (worker.counters.submitted, worker.counters.dropped, worker.counters.completed)
-    worker.submit(("first", call))
+    worker.submit(request("first", rng))
     deadline = time.monotonic() + 5.0
     while not worker.busy and time.monotonic() < deadline:
         time.sleep(0.0005)
     assert worker.busy
     for tag in ("second", "third", "newest"):  # arrive while the child decodes "first"
-        worker.submit((tag, call))
+        worker.submit(request(tag, rng))
     assert [tag for tag, _, _ in collector.take(2)] == ["first", "newest"]
     assert collector.replies.empty()
     after = (worker.counters.submitted, worker.counters.dropped, worker.counters.completed)
@@ -112,21 +119,21 @@ def test_newest_request_wins_and_drops_are_counted(served) -> None:
 def test_decoder_error_in_child_is_reported_and_serving_goes_on(served) -> None:
     worker, collector = served
     failed = worker.counters.failed
-    worker.submit(("bad", DecodeCall(np.zeros((24, 40), np.uint8), TASK)))  # no colour channels
+    worker.submit(request("bad", np.random.default_rng(9), task=""))  # refused by the decoder
     [(tag, error, trace)] = collector.take(1)
-    assert tag == "bad" and isinstance(error, InputError) and "(H, W, 3)" in str(error)
+    assert tag == "bad" and isinstance(error, InputError) and "instruction is empty" in str(error)
     assert "backbone.py" in trace  # the child's traceback reaches the parent's log
     assert worker.counters.failed == failed + 1
-    worker.submit(("good", DecodeCall(random_image(np.random.default_rng(9)), TASK)))
+    worker.submit(request("good", np.random.default_rng(9)))
     [(tag, result, _)] = collector.take(1)
     assert tag == "good" and len(result.token_ids) == 7
 
 
 def test_stop_mid_decode_leaves_no_child(spec) -> None:
     collector = Collector()
-    worker = ProcessWorker(spec, prepare, collector.on_result, collector.on_error)
+    worker = ProcessWorker(spec, collector.on_result, collector.on_error)
     pid = worker.pid
-    worker.submit(("in flight", DecodeCall(random_image(np.random.default_rng(10)), TASK)))
+    worker.submit(request("in flight", np.random.default_rng(10)))
     started = time.monotonic()
     assert worker.stop(timeout_s=0.5)
     assert time.monotonic() - started < 3.0
@@ -139,7 +146,7 @@ def test_stop_mid_decode_leaves_no_child(spec) -> None:
 def test_start_timeout_fails_with_typed_error_and_kills_the_child(spec) -> None:
     children = {child.pid for child in multiprocessing.active_children()}
     with pytest.raises(DecoderStartError, match="did not report ready.*inference.start_timeout_s"):
-        ProcessWorker(spec, prepare, print, print, start_timeout_s=0.01)
+        ProcessWorker(spec, print, print, start_timeout_s=0.01)
     assert {child.pid for child in multiprocessing.active_children()} <= children
 
 

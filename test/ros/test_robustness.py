@@ -34,7 +34,8 @@ from specvla_ros.core.tiny_vla import TinyVLA
 from specvla_ros.models import BUNDLED
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.model_check import ModelCheckError
-from specvla_ros.ros.node import TASK_QOS, SpecVLANode
+from specvla_ros.ros.node import SpecVLANode
+from specvla_ros.ros.qos import TASK_QOS
 from specvla_ros.ros.process_worker import DecoderStartError
 from test.models import SMALL
 from test.ros.conftest import spin_until
@@ -163,12 +164,12 @@ def test_a_slow_decode_is_reported_and_the_control_loop_never_waits(make_rig, sp
 
 # ----- bad shutdown (signals: test_fuzz.test_fuzz_shutdown_at_random_moments_exits_cleanly) ------------
 def test_shutdown_sends_zeros_last_and_does_not_wait_for_a_long_decode(make_rig, spec_decoder) -> None:
-    rig = make_rig(SlowDecoder(spec_decoder, 0.3), **LIVE, **{"model.startup_check": False,
-                                                              "inference.shutdown_timeout_s": 0.5})
+    decoder = SlowDecoder(spec_decoder, 0.3)
+    rig = make_rig(decoder, **LIVE, **{"model.startup_check": False, "inference.shutdown_timeout_s": 0.5})
     rig.send_task(TASK)
     rig.spin(1.5, frame_hz=10)
     assert MODEL in rig.sources()
-    rig.node._decoder.delay_s = 5.0  # the next decode takes long
+    decoder.delay_s = 5.0  # the next decode takes long
     rig.spin(0.4, frame_hz=10)
     started = time.monotonic()
     assert rig.node.shutdown() is False  # the decode outlived the bound: reported, not waited for

@@ -1,12 +1,17 @@
-"""Camera pixels -> (H, W, 3) uint8 RGB: the one set of rules the node and the bag reader share.
+"""Camera messages <-> (H, W, 3) uint8 RGB: the one set of rules the node and the bag tools share.
 
-No rclpy: the bag reader works where ROS is not installed, so both sides pass plain fields
-(encoding, sizes, bytes) here. A VLA reads colour pictures; depth and other non-colour images
-are refused however they arrive (raw 16UC1 / 32FC1 / mono16, a compressedDepth stream, a 16-bit
-PNG), because decoded as colour they become a near-black picture the model would act on.
-Bayer and YUV 4:2:2 frames are colour and are converted with OpenCV.
+No rclpy: the bag tools work where ROS is not installed. Messages are read by their fields, so a
+sensor_msgs Image or CompressedImage from rclpy and the same message read from a bag by rosbags
+go through the same code (a CompressedImage is the one with a `format`).
+
+A VLA reads colour pictures; depth and other non-colour images are refused however they arrive
+(raw 16UC1 / 32FC1 / mono16, a compressedDepth stream, a 16-bit PNG), because decoded as colour
+they become a near-black picture the model would act on. Bayer and YUV 4:2:2 frames are colour
+and are converted with OpenCV.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
@@ -93,7 +98,7 @@ def raw_to_rgb(encoding: str, width: int, height: int, step: int, data: bytes | 
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
-def compressed_to_rgb(fmt: str, data: bytes | np.ndarray) -> np.ndarray:
+def compressed_bytes_to_rgb(fmt: str, data: bytes | np.ndarray) -> np.ndarray:
     """A sensor_msgs/CompressedImage's fields (jpeg or png) as an (H, W, 3) uint8 RGB array."""
     data = _byte_array(data)
     if data.size == 0:
@@ -118,3 +123,41 @@ def compressed_to_rgb(fmt: str, data: bytes | np.ndarray) -> np.ndarray:
     if decoded.ndim == 2 or decoded.shape[2] == 1:
         return cv2.cvtColor(decoded.reshape(decoded.shape[:2]), cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """A sensor_msgs/Image (rclpy or rosbags) as a contiguous (H, W, 3) uint8 RGB array."""
+    return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data)
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (rclpy or rosbags; jpeg or png) as an (H, W, 3) uint8 RGB array."""
+    return compressed_bytes_to_rgb(msg.format, msg.data)
+
+
+def to_rgb(msg: Any) -> np.ndarray:
+    """Either camera message type as RGB uint8."""
+    return compressed_to_rgb(msg) if is_compressed(msg) else image_to_rgb(msg)
+
+
+def is_compressed(msg: Any) -> bool:
+    return hasattr(msg, "format")
+
+
+def encode_rgb(rgb: np.ndarray, compressed: bool = False, encoding: str = "rgb8") -> tuple[bytes, str, int]:
+    """RGB -> (pixel bytes, encoding or format, step) for an Image (rgb8/bgr8) or, compressed, a
+    CompressedImage (jpeg/png; another encoding gives png, step 0)."""
+    if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
+        raise ImageConversionError(f"expected an (H, W, 3) uint8 RGB array, got "
+                                   f"{getattr(rgb, 'shape', type(rgb))} {getattr(rgb, 'dtype', '')}".rstrip())
+    if compressed:
+        fmt = encoding if encoding in COMPRESSED_FORMATS else "png"
+        ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ImageConversionError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+        return data.tobytes(), fmt, 0
+    if encoding == "bgr8":
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    elif encoding != "rgb8":
+        raise ImageConversionError(f"an Image is written as rgb8 or bgr8, not '{encoding}'")
+    return np.ascontiguousarray(rgb).tobytes(), encoding, rgb.shape[1] * 3

@@ -6,6 +6,8 @@ Episode i of a task loads its fixed initial state FIRST+i (LIBERO ships 50 per t
 decoders evaluated with the same arguments face the same scenes. Writes OUT/results.json and
 OUT/results.md with the tabletop harness's report code (success rate with 95% Wilson CI, episode
 length, decode latency, acceptance length). Needs the LIBERO venv (`make setup-libero`).
+
+Here, beside the bridge, because it runs LIBERO through ROS: specvla_ros.libero stays free of rclpy.
 """
 from __future__ import annotations
 
@@ -17,23 +19,6 @@ import time
 from specvla_ros.libero.suites import EPISODES_PER_TASK
 
 
-def pick_unnorm_key(norm_stats_keys: list[str], suite: str, requested: str = "") -> str | None:
-    """The action-statistics key OpenVLA's LIBERO evaluation would use.
-
-    An explicit key wins; a checkpoint with one key needs none (None); else the suite's name, or
-    its `_no_noops` variant (how the OpenVLA LIBERO fine-tunes name theirs). None lets the decoder
-    raise its own error listing the keys.
-    """
-    if requested:
-        return requested
-    if len(norm_stats_keys) == 1:
-        return None
-    for key in (suite, f"{suite}_no_noops"):
-        if key in norm_stats_keys:
-            return key
-    return None
-
-
 def _task_list(env, requested: list[str]) -> list[int]:
     if [t.lower() for t in requested] == ["all"]:
         return list(range(env.n_tasks))
@@ -41,6 +26,7 @@ def _task_list(env, requested: list[str]) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from specvla_ros.libero.conventions import pick_unnorm_key
     from specvla_ros.libero.env import LiberoConfig, LiberoEnv, import_libero
     from specvla_ros.libero.errors import LiberoSetupError, LiberoUsageError
 
