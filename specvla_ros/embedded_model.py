@@ -54,9 +54,9 @@ def embedded_model() -> EmbeddedModel:
 
 
 def _build_stand_in(folder: Path, seed: int = 0) -> None:
-    from specvla_ros.core.config import TinyVLAConfig
     from specvla_ros.core.draft_head import DraftHead
-    from specvla_ros.core.tiny_vla import TinyVLA
+    from specvla_ros.core.tiny.config import TinyVLAConfig
+    from specvla_ros.core.tiny.model import TinyVLA
     from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
 
     target = TinyVLA.random(TinyVLAConfig(), seed)

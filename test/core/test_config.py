@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
+from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.errors import ConfigError
+from specvla_ros.core.tiny.config import TinyVLAConfig
 
 
 def test_relax_bins_broadcast_and_validated() -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specvla_ros.core.config import FILM_KEYPOINT_TOKENS, TinyVLAConfig
+from specvla_ros.core.tiny.config import FILM_KEYPOINT_TOKENS, TinyVLAConfig
 
 
 def grid_position_code(side: int, dim: int) -> torch.Tensor:
