@@ -182,8 +182,8 @@ def test_checkpoint_keeps_its_text_pieces(tmp_path) -> None:
         torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
 
 
-@pytest.mark.parametrize("stem", ["conv", "film"])
-def test_cnn_stems_give_the_expected_tokens_and_round_trip(tmp_path, stem: str) -> None:
+@pytest.mark.parametrize("stem", ["patch", "film"])
+def test_stems_give_the_expected_tokens_and_round_trip(tmp_path, stem: str) -> None:
     from dataclasses import replace
 
     config = replace(SMALL, vision_stem=stem)

@@ -27,8 +27,8 @@ class TinyVLAConfig:
     max_position_embeddings: int = 512
     init_std: float = 0.1          # weight init scale; large enough that a random model reacts to its inputs
     text_pieces: tuple[str, ...] = ()  # whole-word tokenizer pieces (ids after the bytes); () = bytes only
-    vision_stem: str = "patch"     # "patch": one strided conv per patch; "conv": a small CNN (3x3, stride 2);
-                                   # "film": an instruction-conditioned CNN with keypoint tokens (core/tiny/vision.py)
+    vision_stem: str = "patch"     # "patch": one strided conv per patch; "film": an instruction-conditioned
+                                   # CNN with keypoint tokens (core/tiny/vision.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.text_pieces, str) or not all(isinstance(p, str) and p for p in self.text_pieces):
@@ -42,11 +42,8 @@ class TinyVLAConfig:
                 raise ConfigError(f"TinyVLAConfig.{name} must be a positive integer, got {value!r}")
         if self.vision_dim % 4:
             raise ConfigError(f"vision_dim {self.vision_dim} must be divisible by 4 (the patch encoder's 4 heads)")
-        if self.vision_stem not in ("patch", "conv", "film"):
-            raise ConfigError(f"vision_stem must be 'patch', 'conv' or 'film', got {self.vision_stem!r}")
-        if self.vision_stem == "conv" and self.patch_size & (self.patch_size - 1):
-            raise ConfigError(f"the conv stem halves the image per layer: patch_size must be a power of 2, "
-                              f"got {self.patch_size}")
+        if self.vision_stem not in ("patch", "film"):
+            raise ConfigError(f"vision_stem must be 'patch' or 'film', got {self.vision_stem!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
