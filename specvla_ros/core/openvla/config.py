@@ -8,7 +8,6 @@ installed next to the CPU build of torch this project pins.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
