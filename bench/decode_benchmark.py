@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specvla_ros.core.action_tokenizer import NormStats, metric_bin_width
 from specvla_ros.core.compilation import CompiledFunction, resolve_mode
 from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import SOURCE_HEAD, SOURCE_TEMPORAL, ActionResult, build_decoder
@@ -615,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         runs = run_modes(target, head, modes, images, instructions, args.repeats, warmup=3, episodes=episodes,
                          compile_mode=compile_mode, calibration=calibration)
-        rows = [summarize(run, runs[1], action_bin_width(target), runs[0]) for run in runs]
+        width = metric_bin_width(target.action_tokenizer, NormStats.from_checkpoint(target.norm_stats, None))
+        rows = [summarize(run, runs[1], width, runs[0]) for run in runs]
         if args.success_episodes:
             for row, success in zip(rows, success_rates(target, head, modes, args.success_episodes, args.seed,
                                                               args.success_max_steps, calibration),
@@ -658,15 +660,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"written: {args.out / 'results.json'}, {args.out / 'results.md'}, " + ", ".join(map(str, pictures)))
     return 0
-
-
-def action_bin_width(target) -> np.ndarray:
-    """Metric width of one bin per dimension (the bins split [-1, 1] into n_bins - 1 equal parts)."""
-    from specvla_ros.core.action_tokenizer import NormStats
-
-    stats = NormStats.from_checkpoint(target.norm_stats, None)
-    ones = stats.unnormalize(np.full(7, 2.0 / (target.action_tokenizer.n_bins - 1))) - stats.unnormalize(np.zeros(7))
-    return np.abs(ones)
 
 
 if __name__ == "__main__":

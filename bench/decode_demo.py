@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
+from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import ActionResult, build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.loading import load_backbone
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.models import model_pair
 
 INSTRUCTION = "pick up the red cube"

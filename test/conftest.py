@@ -18,18 +18,18 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 import pytest  # noqa: E402  (after the environment above, before anything imports rclpy)
 
 
-# A synthetic OpenVLA checkpoint (real layout, tiny sizes), written once per session; test/core and
-# test/openvla both decode it.
+# A synthetic OpenVLA checkpoint (real layout, tiny sizes), written once per session; test/core,
+# test/core/openvla and test/training decode it.
 @pytest.fixture(scope="session")
 def openvla_checkpoint(tmp_path_factory):
-    from test.openvla.synthetic import TinySpec, write_openvla_checkpoint
+    from test.core.openvla.synthetic import TinySpec, write_openvla_checkpoint
 
     return write_openvla_checkpoint(tmp_path_factory.mktemp("openvla") / "checkpoint", TinySpec(), seed=0)
 
 
 @pytest.fixture(scope="session")
 def single_backbone_checkpoint(tmp_path_factory):
-    from test.openvla.synthetic import TinySpec, write_openvla_checkpoint
+    from test.core.openvla.synthetic import TinySpec, write_openvla_checkpoint
 
     return write_openvla_checkpoint(tmp_path_factory.mktemp("openvla_single") / "checkpoint", TinySpec(fused=False),
                                     seed=1)

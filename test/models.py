@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
 
 SMALL = TinyVLAConfig(image_size=32, patch_size=16, vision_dim=32, hidden_size=32, intermediate_size=64,

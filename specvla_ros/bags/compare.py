@@ -78,14 +78,6 @@ def compare_frames(observations: Iterable[tuple[int, np.ndarray, str]], autoregr
     return results
 
 
-def bin_width(speculative: Any) -> np.ndarray:
-    """One bin in the action's own units, per dimension (what one bin of relaxation can move an action)."""
-    tokenizer = speculative.backbone.action_tokenizer
-    normalized = float(tokenizer.bin_centers[1] - tokenizer.bin_centers[0])
-    stats = speculative.norm_stats
-    return np.where(stats.mask, 0.5 * normalized * (stats.q99 - stats.q01), normalized)
-
-
 def _stats(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "p50": float(np.percentile(values, 50)),
             "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
@@ -173,6 +165,7 @@ def _torch_threads() -> int:
 def _run(args: argparse.Namespace) -> int:
     from specvla_ros.bags import BagError, read_observations
     from specvla_ros.bags.compare_report import WorstFrames, headline, write_report
+    from specvla_ros.core.action_tokenizer import metric_bin_width
     from specvla_ros.core.config import DecoderConfig, TreeConfig
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.errors import ConfigError
@@ -197,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     backbone = load_backbone(args.model, args.device, args.dtype)  # one backbone, shared by both decoders
     autoregressive = build_decoder(backbone, None, DecoderConfig(mode="autoregressive", unnorm_key=args.unnorm_key))
     speculative = build_decoder(backbone, load_draft(args.draft, backbone), spec_config)
-    width = bin_width(speculative)
+    width = metric_bin_width(speculative.backbone.action_tokenizer, speculative.norm_stats)
 
     print(f"decoding {observations.camera_frames} frames of {args.bag} with AR and Spec-VLA r = "
           f"{list(spec_config.relax_bins)} ...", file=sys.stderr)

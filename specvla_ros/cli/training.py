@@ -78,8 +78,8 @@ def _add_train_vla_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vision-layers", type=int, default=1)
-    parser.add_argument("--vision-stem", choices=("patch", "conv", "film"), default="patch",
-                        help="patch: one linear map per patch (default); conv: a small CNN; "
+    parser.add_argument("--vision-stem", choices=("patch", "film"), default="patch",
+                        help="patch: one linear map per patch (default); "
                              "film: an instruction-conditioned CNN with keypoint tokens")
     parser.add_argument("--label-sigma", type=float, default=1.5,
                         help="width in bins of the soft target over neighbouring bins (0 = one-hot)")

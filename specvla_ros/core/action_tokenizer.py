@@ -99,3 +99,13 @@ class NormStats:
         """a = 0.5 (x + 1)(q99 - q01) + q01 where mask, else x."""
         x = np.asarray(normalized, dtype=np.float64)
         return np.where(self.mask, 0.5 * (x + 1.0) * (self.q99 - self.q01) + self.q01, x)
+
+
+def metric_bin_width(tokenizer: ActionTokenizer, stats: NormStats) -> np.ndarray:
+    """One bin in the action's own units, per dimension: how far one bin of relaxation can move an action.
+
+    Bin centres lie 2 / (n_bins - 1) apart on [-1, 1]; un-normalizing scales that by (q99 - q01) / 2
+    where `mask` is set and leaves it as is where not (the gripper).
+    """
+    normalized = float(tokenizer.bin_centers[1] - tokenizer.bin_centers[0])
+    return np.where(stats.mask, 0.5 * normalized * (stats.q99 - stats.q01), normalized)

@@ -18,9 +18,9 @@ from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
 from specvla_ros.core.backbone import Backbone, causal_mask
+from specvla_ros.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 from specvla_ros.core.errors import CheckpointError
 from specvla_ros.core.static_llama import LlamaStack, StaticKVCache
-from specvla_ros.core.tiny_vla import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 
 MODEL_TYPE = "specvla-eagle-draft-head"
 

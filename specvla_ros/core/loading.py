@@ -6,14 +6,16 @@ from pathlib import Path
 
 import torch
 
-from specvla_ros.core import tiny_vla
 from specvla_ros.core.backbone import Backbone
+from specvla_ros.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
 from specvla_ros.core.compilation import resolve_mode
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import AutoregressiveDecoder, SpeculativeDecoder, build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.openvla import is_openvla_config, load_draft_head, load_openvla
+from specvla_ros.core.tiny.model import MODEL_TYPE as TINY_MODEL_TYPE
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.core.tree_tuning import CALIBRATION_FILE, describe, read_calibration, tuned_decoder
 
 log = logging.getLogger(__name__)
@@ -29,22 +31,22 @@ def load_backbone(model_path: str | Path, device: str = "cpu", dtype: str = "flo
     (model_type 'openvla', safetensors). center_crop and quantization ('none', '8bit', '4bit') apply
     to OpenVLA only; None leaves them to the checkpoint's config.json (see docs/openvla.md).
     """
-    config_file = Path(model_path) / tiny_vla.CONFIG_FILE
+    config_file = Path(model_path) / CONFIG_FILE
     if not config_file.is_file():
         raise CheckpointError(f"{config_file} not found: model.path must be a checkpoint folder "
-                              f"({tiny_vla.CONFIG_FILE} + {tiny_vla.WEIGHTS_FILE}, or an OpenVLA folder)")
+                              f"({CONFIG_FILE} + {WEIGHTS_FILE}, or an OpenVLA folder)")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
     check_device(device)
-    meta = tiny_vla.read_config(model_path, None)
+    meta = read_config(model_path, None)
     if is_openvla_config(meta):
         return load_openvla(model_path, device=device, dtype=DTYPES[dtype], center_crop=center_crop,
                             quantization=quantization)
     model_type = meta.get("model_type")
-    if model_type == tiny_vla.MODEL_TYPE:
-        return tiny_vla.TinyVLA.load(model_path, device=device, dtype=DTYPES[dtype])
+    if model_type == TINY_MODEL_TYPE:
+        return TinyVLA.load(model_path, device=device, dtype=DTYPES[dtype])
     raise CheckpointError(f"{config_file}: model_type '{model_type}' is not supported; supported: "
-                          f"'{tiny_vla.MODEL_TYPE}', 'openvla'")
+                          f"'{TINY_MODEL_TYPE}', 'openvla'")
 
 
 def check_device(device: str) -> torch.device:

@@ -13,9 +13,9 @@ def run_train_vla(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from specvla_ros.core.config import TinyVLAConfig
-    from specvla_ros.core.text_tokenizer import PIECE_OFFSET, prompt_pieces
-    from specvla_ros.core.tiny_vla import TinyVLA
+    from specvla_ros.core.tiny.config import TinyVLAConfig
+    from specvla_ros.core.tiny.model import TinyVLA
+    from specvla_ros.core.tiny.tokenizer import PIECE_OFFSET, prompt_pieces
     from specvla_ros.training.checkpointing import TrainingState, save_training_state
     from specvla_ros.training.datasets import action_norm_stats, load_demo_folder
     from specvla_ros.training.report import write_report

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.training.checkpointing import TrainingState, load_training_state
 from specvla_ros.training.datasets import DemoFrames, normalize_actions
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from specvla_ros.bags import read_observations, write_observation_bag
-from specvla_ros.bags.compare import bin_width, compare_frames, summarize
+from specvla_ros.bags.compare import compare_frames, summarize
 from specvla_ros.cli import main
+from specvla_ros.core.action_tokenizer import metric_bin_width
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.decoder import build_decoder
 from test.bags.conftest import frames
@@ -24,7 +25,8 @@ def _compare(pair, bag, relax_bins):
     autoregressive = build_decoder(target, None, DecoderConfig(mode="autoregressive"))
     speculative = build_decoder(target, head, DecoderConfig(relax_bins=relax_bins))
     results = compare_frames(read_observations(bag), autoregressive, speculative, warmup=1)
-    return results, summarize(results, speculative.config.relax_bins, bin_width(speculative)), speculative
+    width = metric_bin_width(speculative.backbone.action_tokenizer, speculative.norm_stats)
+    return results, summarize(results, speculative.config.relax_bins, width), speculative
 
 
 def test_lossless_at_r0(pair, bag) -> None:
@@ -43,7 +45,7 @@ def test_relaxed_deviation_is_bounded_by_r_at_the_first_differing_token(pair, ba
     results, summary, speculative = _compare(pair, bag, relax)
     differing = [r for r in results if r.first_difference is not None]
     assert differing, "this untrained pair's drafts land within 3 bins often; expected some relaxed acceptances"
-    width = bin_width(speculative)
+    width = metric_bin_width(speculative.backbone.action_tokenizer, speculative.norm_stats)
     for result in differing:
         d = result.first_difference
         assert 0 < abs(result.ar_bins[d] - result.spec_bins[d]) <= relax[d]
@@ -102,16 +104,6 @@ def _corrupt(bag, tmp_path):
         data = path.read_bytes()
         (copy / path.name).write_bytes(data if path.suffix == ".yaml" else data[: len(data) // 3])
     return copy
-
-
-def test_bin_width_is_in_the_actions_units(pair) -> None:
-    target, head = pair
-    speculative = build_decoder(target, head, DecoderConfig())
-    stats = speculative.norm_stats
-    width = bin_width(speculative)
-    assert width[6] == pytest.approx(2 / 255)  # gripper: not normalized, one bin of [-1, 1]
-    masked = np.flatnonzero(stats.mask)
-    assert np.allclose(width[masked], (stats.q99 - stats.q01)[masked] / 255)
 
 
 # ----- issue 24: bags without a task, bad frames, what the report says -----------------------------------------

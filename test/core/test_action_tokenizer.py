@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specvla_ros.core.action_tokenizer import ActionTokenizer, NormStats
+from specvla_ros.core.action_tokenizer import ActionTokenizer, NormStats, metric_bin_width
 from specvla_ros.core.errors import NormStatsError
 
 
@@ -47,6 +47,17 @@ def test_unnormalize_matches_hand_computation() -> None:
     action = stats.unnormalize(np.array([0.5, -1.0, 1.0, 0.0, 0.0, 0.0, 0.3]))
     # a = 0.5 (x + 1)(q99 - q01) + q01; the gripper (mask false) stays raw
     np.testing.assert_allclose(action, [0.5, 0.0, 0.5, 0.5, 0.5, 0.5, 0.3])
+
+
+def test_metric_bin_width_is_in_the_actions_units() -> None:
+    stats = NormStats(q01=np.array([-0.02, -0.01, 0.0, -0.1, -0.1, -0.1, 0.0]),
+                      q99=np.array([0.02, 0.03, 0.0, 0.1, 0.1, 0.1, 1.0]), mask=np.array([True] * 6 + [False]))
+    width = metric_bin_width(ActionTokenizer(vocab_size=32000), stats)
+    assert width[6] == pytest.approx(2 / 255)  # gripper: not normalized, one bin of [-1, 1]
+    np.testing.assert_allclose(width[:6], (stats.q99 - stats.q01)[:6] / 255)
+    assert width[2] == 0.0  # q01 = q99: its bins have no width, whatever the tokens do
+    step = stats.unnormalize(np.full(7, 2 / 255)) - stats.unnormalize(np.zeros(7))
+    np.testing.assert_allclose(width, step)  # = what un-normalizing moves one bin by
 
 
 def test_unknown_unnorm_key_lists_known_keys() -> None:

@@ -12,8 +12,8 @@ from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError, InputError
 from specvla_ros.core.loading import load_decoder
-from specvla_ros.core.text_tokenizer import SPACE_ID, ByteTokenizer
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.model import TinyVLA
+from specvla_ros.core.tiny.tokenizer import SPACE_ID, ByteTokenizer
 from test.models import SMALL, make_pair, observations
 
 IMAGE, TASK = observations(0, 1)[0]
@@ -152,7 +152,7 @@ def test_unusable_devices_raise_config_error(tmp_path, device, reason) -> None:
 
 
 def test_piece_tokenizer_shortens_prompts_and_falls_back_to_bytes() -> None:
-    from specvla_ros.core.text_tokenizer import BYTE_OFFSET, PIECE_OFFSET, PieceTokenizer, prompt_pieces
+    from specvla_ros.core.tiny.tokenizer import BYTE_OFFSET, PIECE_OFFSET, PieceTokenizer, prompt_pieces
 
     pieces = prompt_pieces(["pick up the red cube", "push the blue cube to the left"])
     assert pieces[:3] == ("In", " What", " action") and " red" in pieces and len(set(pieces)) == len(pieces)
@@ -182,8 +182,8 @@ def test_checkpoint_keeps_its_text_pieces(tmp_path) -> None:
         torch.testing.assert_close(loaded.prefill(IMAGE, TASK).logits_last, model.prefill(IMAGE, TASK).logits_last)
 
 
-@pytest.mark.parametrize("stem", ["conv", "film"])
-def test_cnn_stems_give_the_expected_tokens_and_round_trip(tmp_path, stem: str) -> None:
+@pytest.mark.parametrize("stem", ["patch", "film"])
+def test_stems_give_the_expected_tokens_and_round_trip(tmp_path, stem: str) -> None:
     from dataclasses import replace
 
     config = replace(SMALL, vision_stem=stem)

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specvla_ros.core.backbone import causal_mask
-from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
+from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.model import TinyVLA
 
 
 def property_settings(examples: int) -> settings:

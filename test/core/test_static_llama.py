@@ -10,10 +10,10 @@ from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import LlamaModel
 
 from specvla_ros.core.backbone import causal_mask
-from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.loading import load_backbone
 from specvla_ros.core.static_llama import causal_visibility
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.models import BUNDLED
 from test.models import SMALL, make_pair, observations
 

@@ -12,13 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.config import DecoderConfig, TinyVLAConfig, TreeConfig
+from specvla_ros.core.config import DecoderConfig, TreeConfig
 from specvla_ros.core.decoder import SOURCE_HEAD, SOURCE_TEMPORAL, build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.draft_tree import CHAIN_LENGTH, DraftTree, cat_trees, chain_nodes
 from specvla_ros.core.errors import ConfigError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig, TemporalHistory
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.model import TinyVLA
 from test.core.test_properties import cloned_draft_head, property_settings
 from test.models import make_pair, observations
 

@@ -30,7 +30,7 @@ from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
-from specvla_ros.core.tiny_vla import TinyVLA
+from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.models import BUNDLED
 from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.model_check import ModelCheckError

@@ -8,16 +8,15 @@ installed next to the CPU build of torch this project pins.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import LlamaConfig
 
+from specvla_ros.core.checkpoint import CONFIG_FILE, read_json
 from specvla_ros.core.errors import CheckpointError, ConfigError
 
-CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 MODEL_TYPE = "openvla"
 # Our own optional config.json fields (never in a released OpenVLA checkpoint):
@@ -216,16 +215,6 @@ class OpenVLAConfig:
             if isinstance(bad, ConfigError):
                 raise
             raise CheckpointError(f"config.json holds a malformed OpenVLA field ({bad})") from None
-
-
-def read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as bad:
-        raise CheckpointError(f"{path} is not readable JSON ({bad}): the {what} is corrupt") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path} must hold a JSON object ({what})")
-    return value
 
 
 def is_openvla_config(meta: dict) -> bool:

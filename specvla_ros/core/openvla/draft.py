@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from specvla_ros.core.backbone import Backbone
-from specvla_ros.core.draft_head import MODEL_TYPE as OWN_MODEL_TYPE
+from specvla_ros.core.checkpoint import read_json, read_tensors, weight_files
 from specvla_ros.core.draft_head import DraftHead
+from specvla_ros.core.draft_head import MODEL_TYPE as OWN_MODEL_TYPE
 from specvla_ros.core.errors import CheckpointError
-from specvla_ros.core.openvla.checkpoint import weight_files
-from specvla_ros.core.openvla.config import read_json
 
 EAGLE_LAYER_PREFIX = "layers.0."
 
@@ -66,7 +63,7 @@ def _load_eagle(folder: Path, meta: dict, target: Backbone) -> DraftHead:
     if unsupported:
         raise CheckpointError(f"EAGLE draft head in {folder} uses {', '.join(unsupported)}; not supported")
 
-    tensors = _read_all(weight_files(folder))
+    tensors = read_tensors(weight_files(folder))
     embedding = tensors.pop("embed_tokens.weight", None)
     if embedding is not None and embedding.shape[-1] != target.hidden_size:
         raise _hidden_mismatch(folder, embedding.shape[-1], target)
@@ -100,15 +97,3 @@ def _load_eagle(folder: Path, meta: dict, target: Backbone) -> DraftHead:
 
 def _eagle_name(name: str) -> str:
     return EAGLE_LAYER_PREFIX + name[len("layer."):] if name.startswith("layer.") else name
-
-
-def _read_all(files: dict[str, Path]) -> dict[str, torch.Tensor]:
-    tensors: dict[str, torch.Tensor] = {}
-    for path in sorted(set(files.values())):
-        try:
-            with safe_open(path, framework="pt", device="cpu") as reader:
-                for name in reader.keys():
-                    tensors[name] = reader.get_tensor(name)
-        except (SafetensorError, OSError) as bad:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({bad})") from None
-    return tensors

@@ -18,9 +18,9 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.backbone import LlamaLanguageModel, PrefillOutput, validate_observation
+from specvla_ros.core.checkpoint import load_safetensors_into, weight_files
 from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.errors import ConfigError
-from specvla_ros.core.openvla.checkpoint import load_safetensors_into, weight_files
 from specvla_ros.core.openvla.config import CENTER_CROP_FIELD, OpenVLAConfig, load_config
 from specvla_ros.core.openvla.preprocessing import ImagePreprocessor
 from specvla_ros.core.openvla.quantization import quantize_llm

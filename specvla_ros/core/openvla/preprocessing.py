@@ -100,7 +100,7 @@ def resize_like_openvla(image: np.ndarray, size: int, resample: int) -> np.ndarr
     224, 90x70 to 56: up to ~20 levels apart on ~30 % of the values; square and landscape frames are
     unaffected). Each pass run on its own is the same computation in all these
     versions, so running them one at a time, horizontal first, gives OpenVLA's input on any of them
-    (test/openvla/test_resize.py checks it against Pillow's arithmetic written out).
+    (test/core/openvla/test_resize.py checks it against Pillow's arithmetic written out).
     """
     picture = Image.fromarray(image)
     height, width = image.shape[:2]

@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerFast
 
 from specvla_ros.core.errors import CheckpointError
-from specvla_ros.core.text_tokenizer import openvla_prompt
+from specvla_ros.core.prompt import openvla_prompt
 
 TOKENIZER_FILE = "tokenizer.json"
 SPACE_PIECE = "▁"  # id 29871 in Llama-2's vocabulary: the constant OpenVLA hard-codes

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specvla_ros.core.openvla.preprocessing import PIL_RESAMPLE, BackboneTransform, resize_like_openvla
-from test.openvla.pillow_reference import bicubic_resize
+from test.core.openvla.pillow_reference import bicubic_resize
 
 BICUBIC = PIL_RESAMPLE["bicubic"]
 # Pillow 12.0.0's (and 10.3.0's) Image.fromarray(patterned_frame(300, 100)).resize((224, 224), BICUBIC);

@@ -12,24 +12,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
 from specvla_ros.core.backbone import LlamaLanguageModel, PrefillOutput, validate_observation
+from specvla_ros.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 from specvla_ros.core.compilation import CompiledFunction, CompileMode
-from specvla_ros.core.config import TinyVLAConfig
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.static_llama import StaticKVCache
-from specvla_ros.core.text_tokenizer import PieceTokenizer
-from specvla_ros.core.vision import build_vision_encoder
+from specvla_ros.core.tiny.config import TinyVLAConfig
+from specvla_ros.core.tiny.tokenizer import PieceTokenizer
+from specvla_ros.core.tiny.vision import build_vision_encoder
 
 MODEL_TYPE = "specvla-tiny-vla"
 PROMPT_CACHE_SIZE = 256
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 def llama_config(config: TinyVLAConfig) -> LlamaConfig:
@@ -185,46 +183,3 @@ def default_norm_stats() -> dict:
     return {"tabletop": {"action": {"q01": [-0.02, -0.02, -0.02, -0.1, -0.1, -0.1, 0.0],
                                     "q99": [0.02, 0.02, 0.02, 0.1, 0.1, 0.1, 1.0],
                                     "mask": [True] * 6 + [False]}}}
-
-
-def read_config(folder: str | Path, model_type: str | None) -> dict:
-    """Parse folder/config.json; with `model_type`, insist the checkpoint is of that type."""
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found: a checkpoint folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as bad:
-        raise CheckpointError(f"{path} is not valid JSON ({bad}): the checkpoint is corrupt") from None
-    if not isinstance(meta, dict) or (model_type is not None and meta.get("model_type") != model_type):
-        found = meta.get("model_type") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path} describes a '{found}' model, expected '{model_type}'")
-    return meta
-
-
-def load_weights(module: nn.Module, path: Path, ignore: tuple[str, ...] = (), what: str = "target model") -> None:
-    """Load safetensors into `module`, naming the first missing or misshapen tensor, and the file:
-    `what` says whose it is (the target model, a draft head), the full path which folder."""
-    if not path.is_file():
-        pickles = sorted(p.name for p in path.parent.glob("*.bin")) + sorted(p.name for p in path.parent.glob("*.pt"))
-        hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" \
-            if pickles else ""
-        raise CheckpointError(f"{what} weights {path} not found{hint}")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as bad:
-        raise CheckpointError(f"{what} weights {path} is not a readable safetensors file ({bad})") from None
-    disagree = f"the {CONFIG_FILE} beside it disagrees with its tensors, or they are for another model"
-    expected = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore)}
-    for name, value in expected.items():
-        if name not in tensors:
-            raise CheckpointError(f"{what} weights {path} lacks tensor '{name}': the checkpoint is incomplete, or "
-                                  f"{disagree}")
-        if tensors[name].shape != value.shape:
-            raise CheckpointError(f"{what} weights {path}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
-                                  f"{CONFIG_FILE} implies {tuple(value.shape)}: {disagree}")
-    unexpected = sorted(set(tensors) - set(expected))
-    if unexpected:
-        raise CheckpointError(f"{what} weights {path} holds tensors this model does not have, e.g. "
-                              f"'{unexpected[0]}': {disagree}")
-    module.load_state_dict(tensors, strict=False)

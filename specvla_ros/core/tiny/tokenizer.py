@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from specvla_ros.core.prompt import openvla_prompt
+
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 BYTE_OFFSET = 3
 PIECE_OFFSET = BYTE_OFFSET + 256  # first piece id
@@ -19,11 +21,6 @@ SPACE_ID = BYTE_OFFSET + ord(" ")  # plays the role of Llama's token 29871 after
 
 # A word with its leading space, a run of punctuation, or a newline: the units pieces are made of.
 _WORD = re.compile(r" ?[A-Za-z]+| ?[^\sA-Za-z]+|\s")
-
-
-def openvla_prompt(instruction: str) -> str:
-    """OpenVLA's prompt for a task instruction."""
-    return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
 
 
 def prompt_pieces(instructions: Iterable[str]) -> tuple[str, ...]:

@@ -20,8 +20,8 @@ from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.core.openvla import OpenVLA
 from specvla_ros.core.openvla.preprocessing import center_crop_like_openvla
 from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
-from test.openvla.reference import ReferenceOpenVLA, read_tensors
-from test.openvla.synthetic import write_eagle_draft
+from test.core.openvla.reference import ReferenceOpenVLA, read_tensors
+from test.core.openvla.synthetic import write_eagle_draft
 
 TASKS = ["pick up the red cube", "Put the blue cube on the plate", "open the drawer", "push the green bowl left"]
 

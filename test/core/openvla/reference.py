@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from test.openvla.pillow_reference import bicubic_resize
+from test.core.openvla.pillow_reference import bicubic_resize
 
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -1,7 +1,6 @@
 """The tiny VLA's image encoders: (B, 3, S, S) pixels in [-1, 1] + prompt ids -> (B, P, vision_dim) tokens.
 
 * "patch": one linear map per patch (ViT-style), then a transformer block;
-* "conv": the same token grid from a small stride-2 CNN;
 * "film": a language-conditioned CNN (RT-1's FiLM idea) with spatial-softmax keypoint tokens.
 
 Why "film" exists: a tiny VLA trained from scratch on a CPU has to learn to find *the named* cube and
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specvla_ros.core.config import FILM_KEYPOINT_TOKENS, TinyVLAConfig
+from specvla_ros.core.tiny.config import FILM_KEYPOINT_TOKENS, TinyVLAConfig
 
 
 def grid_position_code(side: int, dim: int) -> torch.Tensor:
@@ -39,29 +38,12 @@ def grid_position_code(side: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def conv_stem(config: TinyVLAConfig) -> nn.Sequential:
-    """log2(patch_size) 3x3 stride-2 convolutions: the same token grid as patchify, but each token's
-    features come from local, translation-equivariant filters, which find small coloured objects in far
-    fewer training steps than one linear map per patch."""
-    layers: list[nn.Module] = []
-    channels = 3
-    halvings = config.patch_size.bit_length() - 1
-    for index in range(halvings):
-        width = config.vision_dim if index == halvings - 1 else min(config.vision_dim, 32 * 2 ** index)
-        layers += [nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1)]
-        if index < halvings - 1:
-            layers.append(nn.GELU())
-        channels = width
-    return nn.Sequential(*layers)
-
-
 class PatchEncoder(nn.Module):
-    """Image (B, 3, S, S) in [-1, 1] -> (B, P, vision_dim) patch features ("patch" or "conv" stem)."""
+    """Image (B, 3, S, S) in [-1, 1] -> (B, P, vision_dim) patch features (the "patch" stem)."""
 
     def __init__(self, config: TinyVLAConfig) -> None:
         super().__init__()
-        self.patchify = conv_stem(config) if config.vision_stem == "conv" else nn.Conv2d(
-            3, config.vision_dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.patchify = nn.Conv2d(3, config.vision_dim, kernel_size=config.patch_size, stride=config.patch_size)
         side = config.image_size // config.patch_size
         self.position = nn.Parameter(grid_position_code(side, config.vision_dim))
         layer = nn.TransformerEncoderLayer(config.vision_dim, nhead=4, dim_feedforward=2 * config.vision_dim,
