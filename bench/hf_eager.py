@@ -18,7 +18,6 @@ from specvla_ros.core.action_tokenizer import N_ACTION_DIMS
 from specvla_ros.core.decoder import ActionResult, AutoregressiveDecoder
 from specvla_ros.core.stopwatch import Stopwatch
 
-
 # transformers 5.24 names the cache argument `cache` (`past_key_values` warns); 5.17, on the GPU
 # machine, only knows `past_key_values` and silently ignores `cache`.
 CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"

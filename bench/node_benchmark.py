@@ -39,9 +39,9 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from specvla_ros.msg import DecodeStats, EndEffectorDelta  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from specvla_ros.msg import DecodeStats, EndEffectorDelta  # noqa: E402
 from specvla_ros.ros.qos import CAMERA_QOS, COMMAND_QOS, STATS_QOS, TASK_QOS  # noqa: E402
 
 NODE_NAME = "specvla_bench_node"

@@ -30,11 +30,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from specvla_ros.msg import EndEffectorDelta
 from std_msgs.msg import String
 
-from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.qos import TASK_QOS
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
 
 REPO = Path(__file__).resolve().parents[1]
 UNDERLAY = Path(sys.prefix)  # this venv: its ROS 2 wheels stand where a distro's install would

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 @dataclass
 class StaticKVCache:
     """Keys and values of every layer, preallocated; entries [0, length) are in use.

@@ -13,7 +13,7 @@ import torch
 from specvla_ros.core.acceptance import accept_relaxed, deepest_accepted_chain
 from specvla_ros.core.action_tokenizer import N_ACTION_DIMS, ActionTokenizer
 from specvla_ros.core.backbone import LlamaLanguageModel
-from specvla_ros.core.draft_tree import DraftTree, TreeLayout
+from specvla_ros.core.draft_tree import DraftTree
 
 # Layout of the `read` tensor: root, bonus, finite (0 / 1), path length, then the path's tokens and
 # its node indices (root's child first), each padded with -1 to the layout's max_depth.

@@ -21,6 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from specvla_ros.bags import TASK_QOS, BagError, BagWriter, TopicQos, remove_bag, string_message
+from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.ros.topics import (
     CAMERA_TOPIC,
     COMMAND_TOPIC,
@@ -28,7 +29,6 @@ from specvla_ros.ros.topics import (
     DEFAULT_RECORD_TOPICS,
     TASK_TOPIC,
 )
-from specvla_ros.core.errors import SpecVLAError
 
 RECORD_DEPTH = 100  # a burst of frames must not be dropped by the recorder's own queue
 

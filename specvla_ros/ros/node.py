@@ -43,8 +43,17 @@ from specvla_ros.ros.incidents import PER_DECODE, WARN, Cause, Incidents, printa
 from specvla_ros.ros.input_budget import ImageTooLarge, TaskTooLong, check_image, check_task
 from specvla_ros.ros.messages import command_msg, decode_stats_msg, time_to_ns, twist_msg
 from specvla_ros.ros.model_check import check_model, verdict
-from specvla_ros.ros.parameters import (NODE_NAME, SPECS, check_startup, check_update, declare_all, decoder_config,
-                                        decoder_spec, gate_settings, unknown_overrides)
+from specvla_ros.ros.parameters import (
+    NODE_NAME,
+    SPECS,
+    check_startup,
+    check_update,
+    declare_all,
+    decoder_config,
+    decoder_spec,
+    gate_settings,
+    unknown_overrides,
+)
 from specvla_ros.ros.process_worker import DecoderProcessError, ProcessWorker
 from specvla_ros.ros.qos import COMMAND_QOS, ENABLE_LIVE_QOS, STATS_QOS, TASK_QOS, describe_image_qos, image_qos
 from specvla_ros.ros.safety import Command, CommandGate, TimedAction

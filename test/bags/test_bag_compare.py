@@ -29,6 +29,7 @@ def _compare(pair, bag, relax_bins):
     return results, summarize(results, speculative.config.relax_bins, width), speculative
 
 
+@pytest.mark.slow
 def test_lossless_at_r0(pair, bag) -> None:
     results, summary, _ = _compare(pair, bag, 0)
     assert len(results) == summary["frames"] == 10
@@ -64,6 +65,7 @@ def test_relaxed_deviation_is_bounded_by_r_at_the_first_differing_token(pair, ba
     assert summary["latency_ms"]["autoregressive"]["p50"] > 0 and summary["latency_ms"]["speedup_mean"] > 0
 
 
+@pytest.mark.slow
 def test_cli_writes_json_markdown_and_plots(checkpoints, bag, tmp_path, capsys) -> None:
     target, draft = checkpoints
     out = tmp_path / "report"
@@ -182,6 +184,7 @@ def camera_only_bag(tmp_path_factory):
     return corpus.camera_only(tmp_path_factory.mktemp("camera_only"), count=6)
 
 
+@pytest.mark.slow
 def test_camera_only_bag_with_task_on_the_bundled_model_names_what_matters(camera_only_bag, tmp_path, capsys) -> None:
     out = tmp_path / "report"
     assert main(["bag-compare", str(camera_only_bag), "--out", str(out)]) == 1
@@ -241,6 +244,7 @@ def test_skip_bad_frames_reports_every_bad_frame_and_carries_on(checkpoints, tmp
     assert "- 2 frames could not be read and were skipped" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_camera_chosen_named_or_refused(checkpoints, tmp_path, capsys) -> None:
     from test.bags import corpus
 

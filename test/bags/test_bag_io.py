@@ -100,7 +100,6 @@ def test_mono8_and_unsupported_encodings(tmp_path) -> None:
 
 def test_custom_messages_keep_rclpy_bytes_and_definitions(tmp_path) -> None:
     from rclpy.serialization import serialize_message
-
     from specvla_ros.msg import EndEffectorDelta
 
     msg = EndEffectorDelta(source=EndEffectorDelta.SOURCE_MODEL, gripper=0.25, clamped=True)

@@ -32,6 +32,7 @@ def _spin_until(executor, done, timeout_s: float) -> bool:
     return done()
 
 
+@pytest.mark.slow
 def test_recorder_adapts_qos_and_records_a_live_run(ros_context, pair, tmp_path) -> None:
     target, head = pair
     overrides = [Parameter(k, value=v) for k, v in
@@ -85,6 +86,7 @@ def test_unknown_message_packages_are_refused_clearly() -> None:
     assert message_class("sensor_msgs/msg/CompressedImage").__name__ == "CompressedImage"
 
 
+@pytest.mark.slow
 def test_bag_record_sim_records_a_closed_loop_run(checkpoints, tmp_path, capsys) -> None:
     target, draft = checkpoints
     out = tmp_path / "sim_bag"
@@ -114,6 +116,7 @@ def test_cli_task_list_matches_the_simulator() -> None:
     assert tuple(SIM_TASKS) == tuple(TASKS)
 
 
+@pytest.mark.slow
 def test_recording_a_camera_with_the_task_given_makes_a_bag_the_tools_use(tmp_path, capsys) -> None:
     """`ros2 bag record` of a camera has no task; `bag-record --task` writes it in, latched, at the start."""
     import json

@@ -58,6 +58,7 @@ def _first_by_stamp(bag, topic, keep=lambda msg: True) -> dict:
     return first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("relax_bins, storage, wait_for", [(0, "sqlite3", "command"), (3, "mcap", "command"),
                                                             (3, "sqlite3", "stats")])
 def test_lockstep_replay_matches_offline_decoding(ros_context, pair, tmp_path, relax_bins, storage, wait_for) -> None:
@@ -145,6 +146,7 @@ def test_cli_exit_codes_for_bad_bags(tmp_path, capsys) -> None:
 
 
 # ----- issue 24: bags recorded by others, failures that say why, full-size frames -------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["camera_only", "bare_db3"])
 def test_camera_only_bag_replays_in_lockstep_with_the_task_given(ros_context, pair, tmp_path, shape) -> None:
     """A plain camera recording; and a lone 2019-style .db3 whose types carry old names ('sensor_msgs/Image')."""
@@ -167,6 +169,7 @@ def test_camera_only_bag_replays_in_lockstep_with_the_task_given(ros_context, pa
     assert {o.instruction for o in read_observations(tmp_path / "out")} == {"push the blue cube to the left"}
 
 
+@pytest.mark.slow
 def test_compressed_camera_is_named_when_the_node_listens_for_raw_frames(ros_context, pair, tmp_path) -> None:
     from test.bags import corpus
 
@@ -189,6 +192,7 @@ def test_compressed_camera_is_named_when_the_node_listens_for_raw_frames(ros_con
     assert summary.camera_type == "sensor_msgs/msg/CompressedImage"
 
 
+@pytest.mark.slow
 def test_a_reliable_node_needs_a_reliable_player(ros_context, pair, tmp_path) -> None:
     target, head = pair
     bag = write_observation_bag(tmp_path / "in", frames(3, task_every=3))
@@ -203,6 +207,7 @@ def test_a_reliable_node_needs_a_reliable_player(ros_context, pair, tmp_path) ->
         3, "reliable (reliable, keep last 5)", "reliable")
 
 
+@pytest.mark.slow
 def test_frames_before_the_task_are_counted_as_the_node_saw_them(ros_context, pair, tmp_path) -> None:
     target, head = pair
     written = frames(4, task_every=4)
@@ -248,6 +253,7 @@ def test_failed_replay_leaves_no_bag_and_overwrite_replaces_only_bags(ros_contex
     assert (folder / "todo.txt").exists()
 
 
+@pytest.mark.slow
 def test_only_ros_arguments_reach_rcl(tmp_path) -> None:
     import subprocess
     import sys
@@ -276,6 +282,7 @@ def test_delivery_hint_names_the_transport_when_frames_are_large() -> None:
         assert "read its /diagnostics" in hint
 
 
+@pytest.mark.slow
 def test_full_size_frames_replay_in_lockstep_from_another_process(ros_context, pair, tmp_path) -> None:
     """`bag-replay --lockstep` of 640x480 rgb8 frames waited 30 s per frame and exited 3: the frames never crossed
     Fast DDS. The player runs as the user runs it, in its own process, with the project's environment."""

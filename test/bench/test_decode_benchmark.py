@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from test.models import make_pair, observations
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -20,6 +20,8 @@ from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.models import BUNDLED
 from test.models import make_pair, observations
 
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
+
 FRAMES = np.load(Path(__file__).resolve().parents[2] / "bench" / "data" / "tabletop_frames.npz")
 # One fixed tree with temporal chains: each new shape compiles new graphs, so CI runs one.
 TREE = TreeConfig(top_k=3, depth=3, total_tokens=12)

@@ -82,6 +82,7 @@ def _frames(seed: int, shape: tuple[int, int, int], count: int) -> list[np.ndarr
     return frames
 
 
+@pytest.mark.slow
 @property_settings(80)
 @given(cases(), st.booleans(), st.sampled_from([("previous", "before"), ("previous",), ("linear", "before"), ()]))
 def test_r0_fused_prefill_equals_autoregressive(tmp_path_factory, case, use_head: bool, proposals) -> None:

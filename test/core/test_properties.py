@@ -7,6 +7,7 @@ own greedy choice after the same prefix.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -90,6 +91,7 @@ def target_choice_after(target, image, instruction, prefix: list[int]) -> int:
     return int(logits[-1].argmax())
 
 
+@pytest.mark.slow
 @property_settings(220)
 @given(cases())
 def test_r0_speculative_equals_autoregressive(case) -> None:
@@ -123,6 +125,7 @@ def test_cloned_draft_heads_get_accepted() -> None:
     assert np.mean(accepted) >= 2.0, accepted
 
 
+@pytest.mark.slow
 @property_settings(40)
 @given(cases(), st.sampled_from([1, 3, (2, 2, 2, 1, 1, 1, 0), (0, 5, 0, 5, 0, 5, 0)]))
 def test_relaxed_tokens_within_r_bins_of_the_target_choice(case, relax) -> None:
@@ -159,6 +162,7 @@ def constrained_reference(target, image, instruction) -> list[int]:
     return tokens
 
 
+@pytest.mark.slow
 @property_settings(30)
 @given(cases())
 def test_action_tokens_only_emits_actions_and_r0_equals_constrained_ar(case) -> None:

@@ -71,10 +71,10 @@ def test_retrieval_guesses_keep_r0_lossless_and_get_accepted(tmp_path) -> None:
 
 def test_build_datastore_from_demonstrations_and_from_a_bag(tmp_path) -> None:
     from rclpy.serialization import serialize_message
+    from specvla_ros.msg import DecodeStats
 
     from specvla_ros.bags.writer import BagWriter
     from specvla_ros.cli import main
-    from specvla_ros.msg import DecodeStats
 
     target, _ = make_pair(12)
     target.save(tmp_path / "target")

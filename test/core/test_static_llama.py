@@ -2,10 +2,10 @@
 cache surgery a verify step needs."""
 from __future__ import annotations
 
-import pytest
-import torch
 import inspect
 
+import pytest
+import torch
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import LlamaModel
 

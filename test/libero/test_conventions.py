@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from specvla_ros.libero import conventions as conv
-from specvla_ros.libero.errors import LiberoUsageError
 from specvla_ros.libero.conventions import pick_unnorm_key
+from specvla_ros.libero.errors import LiberoUsageError
 from specvla_ros.libero.suites import MAX_STEPS, NUM_STEPS_WAIT
 
 

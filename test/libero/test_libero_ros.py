@@ -23,15 +23,15 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from specvla_ros.msg import EndEffectorDelta  # noqa: E402
 
 from specvla_ros.cli import main as cli_main  # noqa: E402
 from specvla_ros.core.config import DecoderConfig  # noqa: E402
 from specvla_ros.core.loading import load_decoder  # noqa: E402
-from specvla_ros.models import embedded_pair  # noqa: E402
 from specvla_ros.libero import conventions as conv  # noqa: E402
 from specvla_ros.libero.env import LiberoConfig, LiberoEnv  # noqa: E402
 from specvla_ros.libero.errors import LiberoUsageError  # noqa: E402
-from specvla_ros.msg import EndEffectorDelta  # noqa: E402
+from specvla_ros.models import embedded_pair  # noqa: E402
 from specvla_ros.ros.libero_bridge import LIBERO_NODE_PARAMETERS, LiberoBridgeNode  # noqa: E402
 from specvla_ros.ros.node import SpecVLANode  # noqa: E402
 from test.ros.conftest import spin_until  # noqa: E402

@@ -34,10 +34,10 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
+from specvla_ros.msg import EndEffectorDelta
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 
-from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.qos import CAMERA_QOS, COMMAND_QOS, TASK_QOS
 from test.ros.fuzz_traffic import TASKS, Input, Traffic
 

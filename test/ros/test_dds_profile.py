@@ -3,8 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specvla_ros.ros.dds_profile import (PROFILE_VARIABLES, export_lines, fast_dds_2, profile_path, profile_variable,
-                                        use_large_image_profile)
+from specvla_ros.ros.dds_profile import (
+    PROFILE_VARIABLES,
+    export_lines,
+    fast_dds_2,
+    profile_path,
+    profile_variable,
+    use_large_image_profile,
+)
 from specvla_ros.ros.qos import describe_image_qos
 
 PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_images.xml"

@@ -9,8 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from specvla_ros.ros.diagnostics import (ERROR, OK, WARN, DecodeWindows, HealthInputs, RollingWindow, assess,
-                                         build_status)
+from specvla_ros.ros.diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    DecodeWindows,
+    HealthInputs,
+    RollingWindow,
+    assess,
+    build_status,
+)
 from specvla_ros.ros.incidents import Cause, Incident
 
 

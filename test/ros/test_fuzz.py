@@ -23,18 +23,20 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
+from specvla_ros.msg import EndEffectorDelta
 from std_msgs.msg import String
 
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.models import BUNDLED as MODELS
-from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.node import SpecVLANode
-from specvla_ros.ros.qos import COMMAND_QOS
 from specvla_ros.ros.parameters import MOTION_DIMS, SPECS
+from specvla_ros.ros.qos import COMMAND_QOS
 from test.ros.fuzz_harness import FuzzRun, InProcessNode, child_pids
 from test.ros.fuzz_traffic import TASKS, Traffic, jpeg_header_claiming, live_defaults
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
 
 SEED = int(os.environ.get("SPECVLA_FUZZ_SEED", "22"))
 RSS_BOUND_MB = 400.0  # growth over warm-up; one decompressed bomb frame alone would be 1,200 MB

@@ -21,13 +21,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from std_msgs.msg import String
 
-from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.dds_profile import PROFILE_VARIABLES, profile_variable
-from specvla_ros.ros.qos import describe_image_qos
 from specvla_ros.ros.node import SpecVLANode
-from specvla_ros.ros.qos import TASK_QOS
+from specvla_ros.ros.qos import TASK_QOS, describe_image_qos
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, HZ = 60, 30.0

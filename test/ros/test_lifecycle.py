@@ -13,9 +13,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
+from specvla_ros.msg import EndEffectorDelta
 
 from specvla_ros.models import BUNDLED
-from specvla_ros.msg import EndEffectorDelta
 from test.ros.conftest import spin_until
 from test.ros.test_node import LIVE, Rig
 
@@ -81,6 +81,7 @@ def inference_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "specvla_inference" and t.is_alive()]
 
 
+@pytest.mark.slow
 def test_transitions_over_the_standard_services(make_rig, spec_decoder) -> None:
     rig = make_rig(spec_decoder, **MANUAL)
     manager = Manager(rig)
@@ -143,6 +144,7 @@ def test_a_transition_not_allowed_is_refused_and_changes_nothing(make_rig, spec_
     assert manager.state() == "inactive"
 
 
+@pytest.mark.slow
 def test_a_failed_configure_says_why_and_the_node_stays_unconfigured(make_rig) -> None:
     rig = make_rig(None, **{**MANUAL, "model.path": "/nonexistent/checkpoint"})
     manager = Manager(rig)
@@ -161,6 +163,7 @@ def test_autostart_walks_a_plain_start_to_active(make_rig, spec_decoder) -> None
     assert spin_until_model_commands(rig)
 
 
+@pytest.mark.slow
 def test_cleanup_and_shutdown_end_the_decoder_process(make_rig) -> None:
     parameters = {**MANUAL, "model.path": str(BUNDLED / "target"), "model.draft_path": str(BUNDLED / "draft"),
                   "model.compile": "off", "inference.isolation": "process",

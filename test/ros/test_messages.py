@@ -7,7 +7,6 @@ from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
 
 from .conftest import spin_until

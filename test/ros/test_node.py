@@ -13,10 +13,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
-from specvla_ros.msg import DecodeStats, EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.node import SpecVLANode
 from specvla_ros.ros.qos import TASK_QOS
@@ -109,6 +109,7 @@ def test_commands_at_control_rate_and_stats_per_inference(make_rig, spec_decoder
             assert command.image_stamp.sec + command.image_stamp.nanosec > 0
 
 
+@pytest.mark.slow
 def test_stale_camera_zeroes_commands_and_recovers(make_rig, spec_decoder) -> None:
     rig = make_rig(spec_decoder, **LIVE)
     rig.send_task("push the blue cube to the left")
@@ -128,6 +129,7 @@ def test_stale_camera_zeroes_commands_and_recovers(make_rig, spec_decoder) -> No
     assert EndEffectorDelta.SOURCE_MODEL in rig.sources(since=resumed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad_frame, reason", [
     (Image(height=48, width=64, encoding="rgb8", step=192, data=b"\x00" * 100), "needs step"),
     (Image(height=2, width=2, encoding="16UC1", step=4, data=b"\x00" * 8), "'16UC1' is not a colour image"),
@@ -145,6 +147,7 @@ def test_malformed_images_are_reported_not_published(make_rig, spec_decoder, bad
     assert EndEffectorDelta.SOURCE_MODEL in rig.sources()
 
 
+@pytest.mark.slow
 def test_empty_task_is_reported(make_rig, spec_decoder) -> None:
     rig = make_rig(spec_decoder, **LIVE)
     rig.send_task("   ")
@@ -169,6 +172,7 @@ class FailingDecoder:
 RUNTIME_FAULT = {**LIVE, "model.startup_check": False}
 
 
+@pytest.mark.slow
 def test_model_exception_keeps_node_alive(make_rig, spec_decoder) -> None:
     failing = FailingDecoder(spec_decoder)
     rig = make_rig(failing, **RUNTIME_FAULT)
@@ -180,6 +184,7 @@ def test_model_exception_keeps_node_alive(make_rig, spec_decoder) -> None:
     assert status.level == DiagnosticStatus.ERROR and "model_error" in status.message
 
 
+@pytest.mark.slow
 def test_dry_run_publishes_no_commands(make_rig, spec_decoder) -> None:
     rig = make_rig(spec_decoder, **{**LIVE, "dry_run": True})
     rig.send_task("pick up the red cube")
@@ -189,6 +194,7 @@ def test_dry_run_publishes_no_commands(make_rig, spec_decoder) -> None:
     assert "dry run" in rig.last_status().message
 
 
+@pytest.mark.slow
 def test_enable_service_gates_commands(make_rig, spec_decoder) -> None:
     rig = make_rig(spec_decoder, **{**LIVE, "start_enabled": False, "zero_commands_on_disable": 3})
     client = rig.tester.create_client(SetBool, "/specvla_node/enable")
@@ -232,6 +238,7 @@ class SlowDecoder:
         return self.decoder.decode(image, instruction)
 
 
+@pytest.mark.slow
 def test_shutdown_joins_inference_thread_quickly(make_rig, spec_decoder) -> None:
     rig = make_rig(SlowDecoder(spec_decoder, 0.5), **LIVE)
     rig.send_task("pick up the red cube")
@@ -261,6 +268,7 @@ class NaNDecoder:
         return replace(result, action=np.full(7, np.nan))
 
 
+@pytest.mark.slow
 def test_nan_action_is_never_published(make_rig, spec_decoder) -> None:
     rig = make_rig(NaNDecoder(spec_decoder), **RUNTIME_FAULT)
     rig.send_task("pick up the red cube")
@@ -272,6 +280,7 @@ def test_nan_action_is_never_published(make_rig, spec_decoder) -> None:
     assert status.level == DiagnosticStatus.ERROR and "non-finite" in status.message
 
 
+@pytest.mark.slow
 def test_compressed_camera_topic(ros_context, spec_decoder) -> None:
     import cv2
     from sensor_msgs.msg import CompressedImage

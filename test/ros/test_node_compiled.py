@@ -3,12 +3,15 @@ camera frame, and the first frame's decode is served by the compiled path (real 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch._dynamo.utils
 
 from specvla_ros.models import BUNDLED
 from test.ros.test_node import Rig
 
 # The CPU-recommended mode: temporal guesses verified in the prefill (no draft head: one graph less).
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
+
 PARAMETERS = {
     "model.path": str(BUNDLED / "target"), "model.draft_path": str(BUNDLED / "draft"),
     "temporal_draft.enabled": True, "temporal_draft.draft_head": False, "decoder.prefill_drafts": True,

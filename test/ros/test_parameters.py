@@ -6,8 +6,16 @@ from typing import Any
 import pytest
 from rclpy.parameter import Parameter
 
-from specvla_ros.ros.parameters import (DEVICE, DEVICES_HINT, OPTIONAL_TOPIC, SPECS, SPECS_BY_NAME, TOPIC,
-                                        ParamSpec, check_update)
+from specvla_ros.ros.parameters import (
+    DEVICE,
+    DEVICES_HINT,
+    OPTIONAL_TOPIC,
+    SPECS,
+    SPECS_BY_NAME,
+    TOPIC,
+    ParamSpec,
+    check_update,
+)
 
 
 def _defaults() -> dict:

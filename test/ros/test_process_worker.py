@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.parameter import Parameter
+from specvla_ros.msg import EndEffectorDelta
 
 from specvla_ros.core.config import DecoderConfig
 from specvla_ros.core.errors import ConfigError, InputError
 from specvla_ros.core.temporal_draft import TemporalDraftConfig
-from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.image_conversion import rgb_to_image
 from specvla_ros.ros.node import SpecVLANode
 from specvla_ros.ros.process_worker import DecoderSpec, DecoderStartError, ProcessWorker
@@ -30,6 +30,8 @@ from test.models import make_pair, random_image
 from test.ros.test_node import LIVE, Rig
 
 # Temporal drafting on: its history lives in the child across calls, and must match in-thread decoding.
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
+
 CONFIG = DecoderConfig(relax_bins=0, temporal=TemporalDraftConfig(enabled=True))
 TASK = "pick up the red cube"
 

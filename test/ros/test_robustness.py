@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
+from specvla_ros.msg import EndEffectorDelta
 from std_msgs.msg import Bool
 
 from specvla_ros.core.config import DecoderConfig
@@ -32,16 +33,17 @@ from specvla_ros.core.errors import SpecVLAError
 from specvla_ros.core.loading import load_decoder
 from specvla_ros.core.tiny.model import TinyVLA
 from specvla_ros.models import BUNDLED
-from specvla_ros.msg import EndEffectorDelta
 from specvla_ros.ros.model_check import ModelCheckError
 from specvla_ros.ros.node import SpecVLANode
-from specvla_ros.ros.qos import TASK_QOS
 from specvla_ros.ros.process_worker import DecoderStartError
+from specvla_ros.ros.qos import TASK_QOS
 from test.models import SMALL
 from test.ros.conftest import spin_until
 from test.ros.fuzz_harness import process_rss_bytes
 from test.ros.fuzz_traffic import png_bomb
 from test.ros.test_node import FRAME, LIVE, Rig, SlowDecoder
+
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
 
 MODEL, ZERO, HOLD = EndEffectorDelta.SOURCE_MODEL, EndEffectorDelta.SOURCE_ZERO, EndEffectorDelta.SOURCE_HOLD
 TASK = "pick up the red cube"

@@ -4,13 +4,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-
 from specvla_ros.msg import DecodeStats, EndEffectorDelta
+
 from specvla_ros.ros.closed_loop import run_closed_loop
 from specvla_ros.ros.node import SpecVLANode
 from specvla_ros.ros.sim_bridge import SimBridgeNode
@@ -54,6 +55,7 @@ def test_closed_loop_runner_reports_each_episode(spec_decoder) -> None:
     assert all(r.acceptance_length for r in result.records)
 
 
+@pytest.mark.slow
 def test_real_time_loop_driven_by_twists(spec_decoder) -> None:
     result = run_closed_loop(
         spec_decoder, ["pick"], episodes_per_task=1,

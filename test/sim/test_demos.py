@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from specvla_ros.cli import main as cli_main
 from specvla_ros.sim.demos import generate_demos, load_episode, relabel_demos
@@ -43,6 +44,7 @@ def test_save_gif_is_small_and_animated(tmp_path: Path) -> None:
         assert gif.size == (32, 32)
 
 
+@pytest.mark.slow
 def test_dagger_recording_labels_the_states_the_actor_visits(small_render_config, tmp_path: Path) -> None:
     """With an actor driving, the expert's action for each visited state is recorded, not the actor's,
     and a failed episode is kept (it is the data DAgger wants)."""

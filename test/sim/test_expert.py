@@ -9,6 +9,7 @@ from specvla_ros.sim.tasks import TASKS, TaskSpec
 EPISODES = 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(TASKS))
 def test_expert_succeeds_at_least_90_percent(fast_env, family: str) -> None:
     expert = ScriptedExpert(fast_env.config.scene, fast_env.config.limits)

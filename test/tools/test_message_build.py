@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_malformed_msg_fails_with_clear_message(tmp_path: Path) -> None:
     for name in ("CMakeLists.txt", "package.xml"):
         shutil.copy(REPO / name, tmp_path / name)

@@ -20,6 +20,8 @@ from specvla_ros.training.feature_cache import FeatureCache
 from test.models import make_pair
 from test.training.image_folder import write_image_folder
 
+pytestmark = pytest.mark.slow  # see pytest.ini: make test-fast leaves these out
+
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN_TIMEOUT_S = 300
 

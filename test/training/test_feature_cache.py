@@ -103,6 +103,7 @@ extract_features(load_backbone(target), load_observations(data), out,
 """
 
 
+@pytest.mark.slow
 def test_extract_features_resumes_after_a_kill_without_redoing_finished_shards(tmp_path, capsys) -> None:
     target, _ = make_pair(4)
     target_dir, images = target.save(tmp_path / "target"), write_image_folder(tmp_path / "images", 16, seed=3)

@@ -62,6 +62,7 @@ def test_unknown_camera_and_unsupported_versions_fail_clearly(tmp_path) -> None:
         load_observations(root)
 
 
+@pytest.mark.slow
 def test_a_lerobot_dataset_trains_a_head_end_to_end(tmp_path) -> None:
     root = write_lerobot_dataset(tmp_path / "dataset", _episodes(count=6, length=5, seed=1), version="v3.0")
     target, _ = make_pair(5)

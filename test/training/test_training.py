@@ -56,6 +56,7 @@ def demo_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--vision-stem", "film", "--input-noise", "4", "--state-loss", "1"]],
                          ids=["patch", "film"])
 def test_train_vla_then_train_draft_cli(demo_folder, tmp_path, extra) -> None:

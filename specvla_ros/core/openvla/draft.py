@@ -14,8 +14,8 @@ from torch import nn
 
 from specvla_ros.core.backbone import Backbone
 from specvla_ros.core.checkpoint import read_json, read_tensors, weight_files
-from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.draft_head import MODEL_TYPE as OWN_MODEL_TYPE
+from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError
 
 EAGLE_LAYER_PREFIX = "layers.0."

@@ -16,9 +16,9 @@ from specvla_ros.core.decoder import build_decoder
 from specvla_ros.core.draft_head import DraftHead
 from specvla_ros.core.errors import CheckpointError, ConfigError
 from specvla_ros.core.loading import load_backbone, load_decoder
-from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.core.openvla import OpenVLA
 from specvla_ros.core.openvla.preprocessing import center_crop_like_openvla
+from specvla_ros.core.temporal_draft import TemporalDraftConfig
 from specvla_ros.training.draft_trainer import collect_sequence, train_draft_head
 from test.core.openvla.reference import ReferenceOpenVLA, read_tensors
 from test.core.openvla.synthetic import write_eagle_draft
