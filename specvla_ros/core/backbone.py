@@ -183,3 +183,54 @@ class LlamaLanguageModel:
     @staticmethod
     def commit(cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
         cache.keep(start, keep.to(device=cache.keys.device, dtype=torch.long))
+
+
+class LlamaVLA(nn.Module):
+    """What every backbone here shares around its LlamaLanguageModel: prefill, forward, commit and
+    compile of the Backbone protocol, and the image encoder that compiles with them.
+
+    A subclass builds its modules after `super().__init__()`, names its HF causal LM in
+    `causal_lm()` and its image encoder (what compiles) in `encode_images`, and provides `device`,
+    `dtype` and `prompt_and_patches` (prompt ids and image tokens, from `self._encode`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._language: LlamaLanguageModel | None = None
+        self._encode = CompiledFunction(self.encode_images, "off")
+
+    def causal_lm(self) -> nn.Module:
+        raise NotImplementedError
+
+    def encode_images(self, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prompt_and_patches(self, image: np.ndarray, instruction: str, compiled: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @property
+    def language(self) -> LlamaLanguageModel:
+        """The static-cache language model over the causal LM (made on first use: after loading, so an
+        OpenVLA checkpoint's rebuilt rotary frequencies are the ones it reads)."""
+        if self._language is None:
+            self._language = LlamaLanguageModel(self.causal_lm())
+        return self._language
+
+    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
+                reserve: int = 8) -> PrefillOutput:
+        ids, patches = self.prompt_and_patches(image, instruction)
+        return self.language.prefill(ids, patches, cache, reserve)
+
+    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
+                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.language.forward(cache, token_ids, position_ids, tree_mask)
+
+    def commit(self, cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
+        self.language.commit(cache, start, keep)
+
+    def compile(self, mode: CompileMode) -> None:
+        """Compile the image encoder and the language model's step functions ("off" = eager)."""
+        self.language.compile(mode)
+        if self._encode.mode != mode:
+            self._encode = CompiledFunction(self.encode_images, mode, self.device.type)

@@ -17,21 +17,19 @@ from transformers import LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.backbone import LlamaLanguageModel, PrefillOutput, validate_observation
+from specvla_ros.core.backbone import LlamaVLA, validate_observation
 from specvla_ros.core.checkpoint import load_safetensors_into, weight_files
-from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.errors import ConfigError
 from specvla_ros.core.openvla.config import CENTER_CROP_FIELD, OpenVLAConfig, load_config
 from specvla_ros.core.openvla.preprocessing import ImagePreprocessor
 from specvla_ros.core.openvla.quantization import quantize_llm
 from specvla_ros.core.openvla.tokenizer import PromptTokenizer
 from specvla_ros.core.openvla.vision import Projector, VisionBackbone
-from specvla_ros.core.static_llama import StaticKVCache
 
 log = logging.getLogger(__name__)
 
 
-class OpenVLA(nn.Module):
+class OpenVLA(LlamaVLA):
     """Implements the Backbone protocol. Build with `load_openvla`; submodule names = checkpoint keys."""
 
     def __init__(self, config: OpenVLAConfig, tokenizer: PromptTokenizer, preprocessor: ImagePreprocessor) -> None:
@@ -45,8 +43,6 @@ class OpenVLA(nn.Module):
         self.projector = Projector(config.vision_dim, int(config.text_config["hidden_size"]),
                                    config.use_fused_vision_backbone)
         self.language_model = LlamaForCausalLM(config.llama_config())
-        self._language: LlamaLanguageModel | None = None
-        self._encode = CompiledFunction(self._encode_pixels, "off")
         self.eval()
 
     # ----- Backbone protocol ----------------------------------------------------------------
@@ -81,17 +77,12 @@ class OpenVLA(nn.Module):
         pixels = self.preprocess(image).to(device=self.device, dtype=self.dtype)
         return (self._encode if compiled else self._encode.eager)(pixels)
 
-    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """Preprocessed pixels -> (patches, H): what prefill compiles."""
         return self.projector(self.vision_backbone(pixels))[0]
 
-    @property
-    def language(self) -> LlamaLanguageModel:
-        """The static-cache language model over self.language_model (made on first use, after loading
-        has rebuilt the rotary frequencies)."""
-        if self._language is None:
-            self._language = LlamaLanguageModel(self.language_model)
-        return self._language
+    def causal_lm(self) -> nn.Module:
+        return self.language_model
 
     def prompt_and_patches(self, image: np.ndarray, instruction: str, compiled: bool = True
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,24 +90,6 @@ class OpenVLA(nn.Module):
         validate_observation(image, instruction)
         ids = torch.tensor(self.text_tokenizer.prompt_ids(instruction), device=self.device)
         return ids, self.patch_embeddings(image, compiled)
-
-    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
-                reserve: int = 8) -> PrefillOutput:
-        ids, patches = self.prompt_and_patches(image, instruction)
-        return self.language.prefill(ids, patches, cache, reserve)
-
-    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
-                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.language.forward(cache, token_ids, position_ids, tree_mask)
-
-    def commit(self, cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
-        self.language.commit(cache, start, keep)
-
-    def compile(self, mode: CompileMode) -> None:
-        """Compile the vision tower + projector and the language model's step functions ("off" = eager)."""
-        self.language.compile(mode)
-        if self._encode.mode != mode:
-            self._encode = CompiledFunction(self._encode_pixels, mode, self.device.type)
 
 
 def load_openvla(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -17,11 +17,9 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from specvla_ros.core.action_tokenizer import ActionTokenizer
-from specvla_ros.core.backbone import LlamaLanguageModel, PrefillOutput, validate_observation
+from specvla_ros.core.backbone import LlamaVLA, validate_observation
 from specvla_ros.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
-from specvla_ros.core.compilation import CompiledFunction, CompileMode
 from specvla_ros.core.errors import CheckpointError, ConfigError
-from specvla_ros.core.static_llama import StaticKVCache
 from specvla_ros.core.tiny.config import TinyVLAConfig
 from specvla_ros.core.tiny.tokenizer import PieceTokenizer
 from specvla_ros.core.tiny.vision import build_vision_encoder
@@ -40,7 +38,7 @@ def llama_config(config: TinyVLAConfig) -> LlamaConfig:
     )
 
 
-class TinyVLA(nn.Module):
+class TinyVLA(LlamaVLA):
     """Implements the Backbone protocol (see core/backbone.py)."""
 
     def __init__(self, config: TinyVLAConfig, norm_stats: dict) -> None:
@@ -53,8 +51,6 @@ class TinyVLA(nn.Module):
         self.llm = LlamaForCausalLM(llama_config(config))
         self.text_tokenizer = PieceTokenizer(config.text_pieces)
         self.action_tokenizer = ActionTokenizer(config.vocab_size, config.n_action_bins)
-        self._language: LlamaLanguageModel | None = None
-        self._encode = CompiledFunction(self._encode_one, "off")
         self._prompt_cache: dict[str, torch.Tensor] = {}  # instruction -> prompt ids (tokenizing costs per frame)
         self.eval()
 
@@ -91,12 +87,8 @@ class TinyVLA(nn.Module):
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return (pixels / 127.5 - 1.0).to(self.dtype)
 
-    @property
-    def language(self) -> LlamaLanguageModel:
-        """The static-cache language model over self.llm (made on first use)."""
-        if self._language is None:
-            self._language = LlamaLanguageModel(self.llm)
-        return self._language
+    def causal_lm(self) -> nn.Module:
+        return self.llm
 
     def prompt_and_patches(self, image: np.ndarray, instruction: str, compiled: bool = True
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,11 +104,6 @@ class TinyVLA(nn.Module):
         encode = self._encode if compiled else self._encode.eager
         return ids, encode(self.preprocess(image), ids)
 
-    def prefill(self, image: np.ndarray, instruction: str, cache: StaticKVCache | None = None,
-                reserve: int = 8) -> PrefillOutput:
-        ids, patches = self.prompt_and_patches(image, instruction)
-        return self.language.prefill(ids, patches, cache, reserve)
-
     def image_tokens(self, pixels: torch.Tensor, prompt_ids: list[torch.Tensor]) -> torch.Tensor:
         """(B, 3, S, S) preprocessed images + their prompts' ids -> (B, P, hidden) language-model inputs.
 
@@ -124,23 +111,10 @@ class TinyVLA(nn.Module):
         """
         return self.projector(self.vision.forward_batch(pixels, prompt_ids))
 
-    def _encode_one(self, pixels: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
         """One preprocessed image (1, 3, S, S) and its prompt -> (P, hidden): what prefill compiles (the
         antialiased resize stays outside: inductor's C++ wrapper cannot call it)."""
         return self.image_tokens(pixels, [prompt_ids])[0]
-
-    def forward(self, cache: StaticKVCache, token_ids: torch.Tensor, position_ids: torch.Tensor,
-                tree_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.language.forward(cache, token_ids, position_ids, tree_mask)
-
-    def commit(self, cache: StaticKVCache, start: int, keep: torch.Tensor) -> None:
-        self.language.commit(cache, start, keep)
-
-    def compile(self, mode: CompileMode) -> None:
-        """Compile the image encoder and the language model's step functions ("off" = eager)."""
-        self.language.compile(mode)
-        if self._encode.mode != mode:
-            self._encode = CompiledFunction(self._encode_one, mode, self.device.type)
 
     # ----- checkpoints ------------------------------------------------------------------------
     @classmethod
