@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     from specvla_ros.bags import BagError, read_observations
     from specvla_ros.bags.compare_report import WorstFrames, headline, write_report
     from specvla_ros.core.action_tokenizer import metric_bin_width
-    from specvla_ros.core.config import DecoderConfig, TreeConfig
+    from specvla_ros.core.config import DecoderConfig, TreeConfig, relax_setting
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.errors import ConfigError
     from specvla_ros.core.loading import load_backbone, load_draft
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     args.model, args.draft = pair.target_path, pair.draft_path
     if args.draft is None:
         raise ConfigError("--draft is needed with --model: Spec-VLA decodes with a draft head")
-    relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
+    relax = relax_setting(args.relax_bins)
     tree = TreeConfig(top_k=args.tree_top_k, depth=args.tree_depth, total_tokens=args.tree_total_tokens)
     spec_config = DecoderConfig(mode="speculative", relax_bins=relax, tree=tree, unnorm_key=args.unnorm_key)
     backbone = load_backbone(args.model, args.device, args.dtype)  # one backbone, shared by both decoders

@@ -48,7 +48,7 @@ def _add_sim_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sim_eval(args: argparse.Namespace) -> int:
-    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.config import DecoderConfig, relax_setting
     from specvla_ros.core.loading import load_decoder
     from specvla_ros.core.temporal_draft import TemporalDraftConfig
     from specvla_ros.models import model_pair
@@ -58,7 +58,7 @@ def run_sim_eval(args: argparse.Namespace) -> int:
     from specvla_ros.sim.policy import DecoderPolicy
 
     started = time.perf_counter()
-    relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
+    relax = relax_setting(args.relax_bins)
     decoder = None
     label = "scripted expert"
     if args.policy == "decoder":

@@ -2,6 +2,7 @@
 config lives beside its model: core/tiny/config.py, core/openvla/config.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Literal
@@ -15,6 +16,13 @@ MAX_RELAX_BINS = 254
 
 
 PAPER_TREE = {"top_k": 8, "depth": 4, "total_tokens": 50}  # the Spec-VLA authors' runs
+
+
+def relax_setting(values: Sequence[int]) -> int | tuple[int, ...]:
+    """`--relax-bins` / `decoder.relax_bins` (one value for every dimension, or one per dimension) as
+    DecoderConfig.relax_bins takes it; DecoderConfig checks the count and the range."""
+    values = tuple(int(r) for r in values)
+    return values[0] if len(values) == 1 else values
 
 
 @dataclass(frozen=True)

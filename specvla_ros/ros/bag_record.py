@@ -221,7 +221,7 @@ def _sim_nodes(args: argparse.Namespace):
     from std_msgs.msg import String
 
     from specvla_ros.bags import CAMERA_QOS, TASK_QOS
-    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.config import DecoderConfig, relax_setting
     from specvla_ros.core.loading import load_decoder
     from specvla_ros.models import model_pair
     from specvla_ros.msg import DecodeStats, EndEffectorDelta
@@ -229,7 +229,7 @@ def _sim_nodes(args: argparse.Namespace):
 
     pair = model_pair(args.model, args.draft, log=lambda line: print(line, file=sys.stderr))
     args.model, args.draft = pair.target_path, pair.draft_path
-    relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
+    relax = relax_setting(args.relax_bins)
     decoder = load_decoder(args.model, args.draft if args.mode == "speculative" else None,
                            DecoderConfig(mode=args.mode, relax_bins=relax))
     reliable = TopicQos(depth=10)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.first_episode < 0 or args.first_episode + args.episodes > EPISODES_PER_TASK:
         raise SystemExit(f"specvla libero-eval: episodes FIRST..FIRST+N-1 must lie in 0..{EPISODES_PER_TASK - 1}")
 
-    from specvla_ros.core.config import DecoderConfig
+    from specvla_ros.core.config import DecoderConfig, relax_setting
     from specvla_ros.core.decoder import build_decoder
     from specvla_ros.core.loading import load_backbone, load_draft
     from specvla_ros.models import model_pair
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         f"{line}; trained on the tabletop, not LIBERO: expect 0% success (this checks the pipeline; pass --model "
         "for a LIBERO checkpoint)", file=sys.stderr))
     args.model, args.draft = pair.target_path, pair.draft_path
-    relax = args.relax_bins[0] if len(args.relax_bins) == 1 else tuple(args.relax_bins)
+    relax = relax_setting(args.relax_bins)
     center_crop = {"auto": None, "on": True, "off": False}[args.center_crop]
     backbone = load_backbone(args.model, args.device, args.dtype, center_crop=center_crop)
     config = DecoderConfig(mode=args.mode, relax_bins=relax,

@@ -350,10 +350,10 @@ def _type_name(default: Any) -> str:
 
 def decoder_config(values: dict[str, Any]) -> DecoderConfig:
     """How to decode; its own checks (e.g. temporal proposals that need history >= 2) raise ConfigError."""
-    from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig  # torch (see TYPE_CHECKING above)
+    # torch (see TYPE_CHECKING above)
+    from specvla_ros.core.config import PAPER_TREE, DecoderConfig, TreeConfig, relax_setting
     from specvla_ros.core.temporal_draft import TemporalDraftConfig
 
-    relax = tuple(int(r) for r in values["decoder.relax_bins"])
     auto = values["decoder.tree.auto"]
     # 0 = free for decoder.tree.auto to choose, or the authors' value without it.
     shape = {name: values[f"decoder.tree.{name}"] or (0 if auto else default) for name, default in PAPER_TREE.items()}
@@ -361,7 +361,7 @@ def decoder_config(values: dict[str, Any]) -> DecoderConfig:
     return DecoderConfig(
         action_tokens_only=values["decoder.action_tokens_only"],
         mode=values["decoder.mode"],
-        relax_bins=relax if len(relax) == 7 else relax[0],
+        relax_bins=relax_setting(values["decoder.relax_bins"]),
         tree=tree,
         unnorm_key=values["model.unnorm_key"] or None,
         temporal=TemporalDraftConfig(
