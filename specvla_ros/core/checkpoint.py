@@ -67,12 +67,17 @@ def weight_files(folder: str | Path) -> dict[str, Path]:
         return files
     if single.is_file():
         return {name: single for name in tensor_names(single)}
-    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
+    pickles = pickle_files(folder)
     if pickles:
         raise CheckpointError(f"{folder} holds only pickle weights ({', '.join(pickles)}); they are not loaded "
                               "because unpickling runs code from the file. Convert them to safetensors once on a "
                               "trusted machine (see docs/openvla.md) or download the .safetensors files")
     raise CheckpointError(f"{folder} has no weights: expected {WEIGHTS_FILE} or {INDEX_FILE} with its shards")
+
+
+def pickle_files(folder: Path) -> list[str]:
+    """Names of the pickle weight files in `folder`: named in errors, never loaded."""
+    return sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
 
 
 def tensor_names(path: Path) -> list[str]:
@@ -133,7 +138,7 @@ def load_weights(module: nn.Module, path: Path, what: str = "target model") -> N
     """Load safetensors into `module`, naming the first missing or misshapen tensor, and the file:
     `what` says whose it is (the target model, a draft head), the full path which folder."""
     if not path.is_file():
-        pickles = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        pickles = pickle_files(path.parent)
         hint = f" (found {', '.join(pickles)}: pickle files are not loaded, convert them to safetensors)" \
             if pickles else ""
         raise CheckpointError(f"{what} weights {path} not found{hint}")
