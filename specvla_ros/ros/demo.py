@@ -18,8 +18,7 @@ from specvla_ros.models import embedded_pair
 from specvla_ros.msg import DecodeStats
 from specvla_ros.ros.closed_loop import run_closed_loop
 from specvla_ros.sim.metrics import EpisodeRecord
-
-TASKS = ["pick", "push", "place"]
+from specvla_ros.sim.tasks import TASKS
 
 
 def run_demo(seconds: float, relax_bins: int, mode: str, max_steps: int = 0, episodes_per_task: int = 1,
@@ -53,7 +52,7 @@ def run_demo(seconds: float, relax_bins: int, mode: str, max_steps: int = 0, epi
         print(line, flush=True)
 
     result = run_closed_loop(
-        decoder, TASKS, episodes_per_task=episodes_per_task,
+        decoder, list(TASKS), episodes_per_task=episodes_per_task,
         node_parameters={"decoder.mode": mode, "decoder.relax_bins": [relax_bins]},
         bridge_parameters={"max_steps": max_steps},
         timeout_s=seconds, on_stats=on_stats, on_episode=on_episode)
