@@ -161,3 +161,15 @@ def test_a_refused_node_leaves_nothing_for_the_garbage_collector(ros_context) ->
     finally:
         gc.enable()
         tester.destroy_node()
+
+
+def test_decoder_modes_are_the_same_for_the_cli_the_node_and_the_core() -> None:
+    """Three copies, kept apart on purpose: `specvla --help` loads neither rclpy nor torch, the node's
+    parameter table (read by launch files) no torch. They must not drift."""
+    from typing import get_args
+
+    from specvla_ros.cli.arguments import DECODER_MODES as CLI_MODES
+    from specvla_ros.core.config import DecoderMode
+    from specvla_ros.ros.parameters import DECODER_MODES as NODE_MODES
+
+    assert set(CLI_MODES) == set(NODE_MODES) == set(get_args(DecoderMode))
