@@ -129,11 +129,12 @@ class SpecVLANode(LifecycleNode):
         """Check the parameters again, load, check and compile the model, create the topics."""
         self._transition_error = None
         try:
-            reason = check_startup(self._parameter_values())
+            values = self._parameter_values()
+            reason = check_startup(values)
             if reason:
                 raise ConfigError(f"parameter {reason}")
-            self._decoder_config = decoder_config(self._parameter_values())
-            self._worker = self._start_worker(self._given_decoder)  # loads the model (or the process does)
+            self._decoder_config = decoder_config(values)
+            self._worker = self._start_worker(self._given_decoder, values)  # loads the model (or the process does)
             self._wire()
         except Exception as error:  # noqa: BLE001 - reported, and raised again by autostart
             self._release()
@@ -244,20 +245,20 @@ class SpecVLANode(LifecycleNode):
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
-    def _start_worker(self, decoder: Decoder | None) -> InferenceWorker | ProcessWorker:
+    def _start_worker(self, decoder: Decoder | None, values: dict[str, Any]) -> InferenceWorker | ProcessWorker:
         """The inference thread over an in-process decoder, or the decoder process (loads the model)."""
         if self._isolation == "process":
             if decoder is not None:
                 raise ConfigError("inference.isolation 'process' loads the model from model.path in a child "
                                   "process; a decoder object passed to SpecVLANode cannot move there: pass no "
                                   "decoder, or use inference.isolation 'thread'")
-            spec = decoder_spec(self._parameter_values(), self._decoder_config)
+            spec = decoder_spec(values, self._decoder_config)
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device} in a decoder process")
             return ProcessWorker(spec, self._on_result, self._on_error,
                                  start_timeout_s=self._param("inference.start_timeout_s"),
                                  heartbeat_timeout_s=self._param("inference.heartbeat_timeout_s"))
         if decoder is None:
-            spec = decoder_spec(self._parameter_values(), self._decoder_config)
+            spec = decoder_spec(values, self._decoder_config)
             self.get_logger().info(f"loading model from {spec.model_path} on {spec.device}")
             decoder = spec.load()  # with the start-up check unless model.startup_check is false
         elif self._param("model.startup_check"):
